@@ -1,0 +1,105 @@
+"""Coarseners: from a high-resolution field to the low-resolution grid.
+
+A coarsener maps high-resolution q to low-resolution q and gives the two
+subgrid forcings, with one sign everywhere: the filtered field obeys
+``d(qbar)/dt = RHS_lowres(qbar) + S``.
+
+Spectral coarseners truncate the unnormalised FFT, apply a filter G and divide
+by r^2 (r = N/n). They return real fields (an inverse real FFT), which
+projects the low-resolution Nyquist row and column onto those of a real field:
+the stored data and the low-resolution model both see real fields only.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Literal
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from pyqg_jax.qg_model import QGModel
+
+from qgzoo import qg
+from qgzoo.spec import CoarsenerSpec
+
+
+class AbstractCoarsener(eqx.Module):
+    """Maps fields of ``hires`` to fields of ``lores``; q in 1/s, forcings in 1/s^2."""
+
+    hires: eqx.AbstractVar[QGModel]
+    lores: eqx.AbstractVar[QGModel]
+
+    @abc.abstractmethod
+    def coarsen(self, field: jax.Array) -> jax.Array:
+        """Filter and restrict a real field (nz, N, N) to (nz, n, n)."""
+
+    def q_forcing_total(self, q_hires: jax.Array) -> jax.Array:
+        """coarsen(dq/dt hires) - dq/dt lores at coarsen(q): the whole tendency error.
+
+        Tendencies exclude the exponential filter, which the stepper applies after
+        each step (a step-based difference would be dominated by the low-res
+        filter's damping of its highest wavenumbers, not by the subgrid physics).
+        """
+        qbar = self.coarsen(q_hires)
+        return self.coarsen(qg.tendency(self.hires, q_hires)) - qg.tendency(self.lores, qbar)
+
+    def q_subgrid_forcing(self, q_hires: jax.Array) -> jax.Array:
+        """coarsen(-div(u q)) - (-div(ubar qbar)): the advective part only."""
+        qbar = self.coarsen(q_hires)
+        return self.coarsen(qg.advection(self.hires, q_hires)) - qg.advection(self.lores, qbar)
+
+
+class SpectralCoarsener(AbstractCoarsener):
+    """Truncation in Fourier space, times a filter G(k, l) of the low-res grid."""
+
+    @abc.abstractmethod
+    def spectral_filter(self) -> jax.Array:
+        """G on the low-resolution rfft grid, shape (n, n // 2 + 1), dimensionless."""
+
+    def coarsen(self, field):
+        n, big = self.lores.nx, self.hires.nx
+        fh = jnp.fft.rfftn(field, axes=(-2, -1))
+        kept = jnp.concatenate([fh[..., : n // 2, : n // 2 + 1],
+                                fh[..., big - n // 2:, : n // 2 + 1]], axis=-2)
+        ratio = big / n
+        return jnp.fft.irfftn(kept * self.spectral_filter() / ratio**2,
+                              axes=(-2, -1), s=(n, n))
+
+
+class Operator1(SpectralCoarsener):
+    """Sharp spectral truncation with the low-res model's own exponential filter."""
+
+    hires: QGModel
+    lores: QGModel
+
+    def spectral_filter(self):
+        return self.lores.filtr
+
+
+class Operator2(SpectralCoarsener):
+    """Spectral truncation with a Gaussian filter exp(-kappa^2 (2 dx)^2 / 24)."""
+
+    hires: QGModel
+    lores: QGModel
+
+    def spectral_filter(self):
+        return jnp.exp(-self.lores.wv2 * (2 * self.lores.dx) ** 2 / 24)
+
+
+class Operator1Spec(CoarsenerSpec):
+    """Operator1 of Ross et al. (2023): truncation + the low-res model's filter."""
+
+    kind: Literal["operator1"] = "operator1"
+
+    def build(self, hires: QGModel, lores: QGModel) -> Operator1:
+        return Operator1(hires, lores)
+
+
+class Operator2Spec(CoarsenerSpec):
+    """Operator2 of Ross et al. (2023): truncation + a Gaussian of width 2 dx_lowres."""
+
+    kind: Literal["operator2"] = "operator2"
+
+    def build(self, hires: QGModel, lores: QGModel) -> Operator2:
+        return Operator2(hires, lores)
