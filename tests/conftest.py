@@ -1,0 +1,31 @@
+"""Shared fixtures: a small spun-up eddy reference, generated once per session."""
+
+import os
+
+# The suite must not depend on which plugins happen to be installed.
+os.environ["QGZOO_PLUGINS"] = ""
+
+import pytest  # noqa: E402
+
+import qgzoo  # noqa: E402
+from qgzoo.reference import load_or_generate  # noqa: E402
+from qgzoo.spec import build_component  # noqa: E402
+
+#: eddy, 64 -> 16, 4 runs (1 held out), spun up 3 years (KE has levelled off
+#: by then at nx = 64), then 300 hourly samples per run.
+SMALL_REFERENCE = dict(hires_nx=64, lores_nx=16, n_runs=4, n_test_runs=1,
+                       spinup_steps=3 * 8760, n_samples=300)
+
+
+@pytest.fixture(scope="session")
+def small_reference():
+    return qgzoo.ReferenceSpec(**SMALL_REFERENCE)
+
+
+@pytest.fixture(scope="session")
+def small_data(small_reference, tmp_path_factory):
+    """Operator1-coarsened samples of the small reference (about 40 s to generate)."""
+    cache = os.environ.get("QGZOO_TEST_CACHE") or str(tmp_path_factory.mktemp("cache"))
+    os.environ["QGZOO_CACHE"] = cache
+    return load_or_generate(small_reference, build_component("coarsener", {"kind": "operator1"}),
+                            progress=False)
