@@ -7,18 +7,19 @@ import jax.numpy as jnp
 import numpy as np
 
 from qgzoo.experiment import Experiment
-from qgzoo.losses import StateMSE
+from qgzoo.losses import StateMSESpec
 from qgzoo.reference import FieldStats, ReferenceData
 from qgzoo.rollout import parameterized_model, rollout_loss
 
 
 def heldout_rollout_error(experiment: Experiment, parameterization, test: ReferenceData,
                           stats: FieldStats, *, rollout_steps: int,
-                          n_windows: int = 16) -> float:
+                          n_windows: int = 16, scales: str = "resolved") -> float:
     """Mean normalised state MSE over T = ``rollout_steps`` samples from held-out states.
 
     Windows start at evenly spaced samples of every test run; the error of each
-    layer is divided by that layer's variance of q in the training data.
+    layer is divided by that layer's variance of q in the training data; ``scales``
+    as in ``StateMSESpec``.
     """
     q = test.fields["q"]
     n_runs, n_samples = q.shape[:2]
@@ -27,7 +28,7 @@ def heldout_rollout_error(experiment: Experiment, parameterization, test: Refere
     windows = np.stack([q[r, s:s + rollout_steps + 1] for r in range(n_runs) for s in starts])
     lores = experiment.reference.lores_model()
     model = parameterized_model(lores, parameterization, experiment.stepper.build())
-    score = StateMSE(stats.std["q"] ** 2).state_term
+    score = StateMSESpec(scales=scales).build(stats, lores).state_term
 
     @jax.jit
     def errors(windows):

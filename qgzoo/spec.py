@@ -43,7 +43,7 @@ class NetworkSpec(ComponentSpec):
 
 
 class LossSpec(ComponentSpec):
-    """Spec of a loss: ``build(stats, target)``; says whether it scores rollouts or forcings."""
+    """Spec of a loss: ``build(stats, lores, target)``; says if it scores rollouts or forcings."""
 
     category: ClassVar[str] = "loss"
 
@@ -124,21 +124,24 @@ def json_schema(model: type[BaseModel]) -> dict:
     """JSON Schema of ``model`` with every registered component kind included."""
     registry = plugins.registry()
     classes = [reg.spec_class for reg in registry.registrations()]
-    _, schema = models_json_schema(
+    refs, schema = models_json_schema(
         [(model, "validation")] + [(cls, "validation") for cls in classes],
         ref_template="#/$defs/{model}",
     )
+    # Pydantic renames defs whose class names clash (two plugins' ``GaussianSpec``),
+    # so take each class's reference from it rather than from ``__name__``.
+    ref = {cls: refs[cls, "validation"]["$ref"] for cls in [model, *classes]}
     defs = schema.setdefault("$defs", {})
     for category in plugins.CATEGORIES:
         members = [reg for reg in registry.registrations() if reg.category == category]
         defs[category] = {
-            "oneOf": [{"$ref": f"#/$defs/{reg.spec_class.__name__}"} for reg in members],
+            "oneOf": [{"$ref": ref[reg.spec_class]} for reg in members],
             "discriminator": {
                 "propertyName": "kind",
-                "mapping": {reg.kind: f"#/$defs/{reg.spec_class.__name__}" for reg in members},
+                "mapping": {reg.kind: ref[reg.spec_class] for reg in members},
             },
         }
-    top = defs.pop(model.__name__)
+    top = defs.pop(ref[model].removeprefix("#/$defs/"))
     return _link_components({**top, "$defs": defs})
 
 

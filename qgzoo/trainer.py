@@ -47,13 +47,14 @@ class Setup:
     def build(cls, experiment: Experiment, stats: FieldStats) -> "Setup":
         target = experiment.training.forcing_target
         key = jax.random.key(experiment.training.seed)
+        lores = experiment.reference.lores_model()
         return cls(
             experiment=experiment,
             stats=stats,
-            lores=experiment.reference.lores_model(),
+            lores=lores,
             stepper=experiment.stepper.build(),
             parameterization=experiment.network.build(stats, key=key, target=target),
-            loss=experiment.loss.build(stats, target),
+            loss=experiment.loss.build(stats, lores, target),
         )
 
     def model(self, parameterization: AbstractParameterization):

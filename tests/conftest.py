@@ -8,13 +8,9 @@ os.environ["QGZOO_PLUGINS"] = ""
 import pytest  # noqa: E402
 
 import qgzoo  # noqa: E402
+from qgzoo.presets import SMALL_REFERENCE  # noqa: E402, F401
 from qgzoo.reference import load_or_generate  # noqa: E402
 from qgzoo.spec import build_component  # noqa: E402
-
-#: eddy, 64 -> 16, 4 runs (1 held out), spun up 3 years (KE has levelled off
-#: by then at nx = 64), then 300 hourly samples per run.
-SMALL_REFERENCE = dict(hires_nx=64, lores_nx=16, n_runs=4, n_test_runs=1,
-                       spinup_steps=3 * 8760, n_samples=300)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,139 @@
+"""The ``qgzoo`` command: list plugins, print the spec schema, train, run the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+
+from pydantic import ValidationError
+
+from qgzoo import plugins
+from qgzoo.experiment import Experiment, schema
+from qgzoo.trainer import train
+
+_COLUMNS = ("category", "kind", "plugin", "distribution", "version")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``qgzoo`` command with ``argv`` (default: sys.argv[1:]); returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return args.command(args)
+    except BrokenPipeError:
+        # The reader went away (`qgzoo schema | head`): stop quietly, as other tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qgzoo", description="Subgrid parameterizations for two-layer QG turbulence.")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    listing = commands.add_parser("plugins", help="list installed component kinds and problems")
+    listing.add_argument("--json", action="store_true", help="print a JSON list")
+    listing.set_defaults(command=plugins_command)
+
+    schema_parser = commands.add_parser("schema", help="print the Experiment JSON Schema")
+    schema_parser.set_defaults(command=schema_command)
+
+    training = commands.add_parser("train", help="train the experiment declared in a JSON file")
+    training.add_argument("spec", type=pathlib.Path, metavar="SPEC.json")
+    training.add_argument("--out", type=pathlib.Path, metavar="DIR",
+                          help="output folder (default: runs/<spec file stem>)")
+    training.add_argument("--steps", type=int, metavar="N", help="override training.steps")
+    training.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    training.set_defaults(command=train_command)
+
+    demo = commands.add_parser("demo", help="train and compare a few parameterizations")
+    demo.add_argument("--quick", action="store_true", help="a smaller, faster demo")
+    demo.set_defaults(command=demo_command)
+    return parser
+
+
+def plugins_command(args: argparse.Namespace) -> int:
+    """Print every registered kind with the plugin and distribution providing it, then problems."""
+    registry = plugins.registry()
+    rows = [{name: getattr(reg, name) for name in _COLUMNS} for reg in registry.registrations()]
+    if args.json:
+        problems = [{"plugin": p.plugin, "problem": p.message} for p in registry.problems]
+        print(json.dumps(rows + problems, indent=2))
+        return 0
+    print(_table([dict(zip(_COLUMNS, _COLUMNS))] + rows))
+    if registry.problems:
+        print(f"\nPROBLEMS ({len(registry.problems)}):")
+        for problem in registry.problems:
+            print(f"  ! {problem.plugin}: {problem.message}")
+    return 0
+
+
+def _table(rows: list[dict]) -> str:
+    widths = {c: max(len(str(row[c])) for row in rows) for c in _COLUMNS}
+    lines = ["  ".join(str(row[c]).ljust(widths[c]) for c in _COLUMNS).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def schema_command(args: argparse.Namespace) -> int:
+    """Print the JSON Schema of Experiment, with every installed component kind."""
+    print(json.dumps(schema(), indent=2))
+    return 0
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """Validate a spec file, train it into ``--out`` and report the result.
+
+    An invalid spec prints one ``field.path: message`` line per error and returns 2.
+    """
+    try:
+        experiment = Experiment.from_file(args.spec)
+        if args.steps is not None:
+            # Specs are frozen and validated as a whole: rebuild rather than patch.
+            data = experiment.model_dump(mode="json")
+            data["training"]["steps"] = args.steps
+            experiment = Experiment.model_validate(data)
+    except ValidationError as error:
+        print(f"error: {args.spec} is not a valid experiment:", file=sys.stderr)
+        print(format_validation_error(error), file=sys.stderr)
+        return 2
+    except json.JSONDecodeError as error:
+        print(f"error: {args.spec} is not valid JSON: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"error: cannot read {args.spec}: {error.strerror}", file=sys.stderr)
+        return 2
+
+    out = args.out if args.out is not None else pathlib.Path("runs") / args.spec.stem
+    trained = train(experiment, out=out, progress=not args.no_progress)
+    final_loss = f"{trained.history[-1]['loss']:.6g}" if trained.history else "n/a (no updates)"
+    print(f"saved to {out}")
+    print(f"final loss: {final_loss}")
+    print(f"skipped updates: {trained.skipped}")
+    return 0
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """One ``  field.path: message`` line per error of ``error``."""
+    lines = []
+    for item in error.errors():
+        path = ".".join(str(part) for part in item["loc"])
+        message = item["msg"]
+        if item["type"] == "value_error":
+            # A model-level check: its message already names the fields involved.
+            message = str(item.get("ctx", {}).get("error", message))
+        lines.append(f"  {path}: {message}" if path else f"  {message}")
+    return "\n".join(lines)
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    """Run ``qgzoo.demo.main`` (imported only when asked for)."""
+    from qgzoo import demo
+
+    demo.main(quick=args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,91 @@
+"""The ``qgzoo`` command, run in-process."""
+
+import json
+import pathlib
+import types
+
+import pytest
+
+from qgzoo import cli, plugins
+
+
+@pytest.fixture
+def registry_with_problem():
+    """The built-in registry plus one broken plugin, restored afterwards."""
+    registry = plugins.load_registry([])
+    registry.problems.append(plugins.Problem("broken", "cannot import broken:plugin"))
+    old = plugins.use_registry(registry)
+    yield registry
+    plugins.use_registry(old)
+
+
+def test_plugins_lists_builtin_kinds_and_their_distribution(capsys):
+    assert cli.main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    for kind in ("operator1", "cnn", "state_mse", "ab3"):
+        assert kind in out
+    assert "qgzoo" in out
+    assert "PROBLEMS" not in out
+
+
+def test_plugins_json_is_a_list_of_registrations(capsys):
+    assert cli.main(["plugins", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    kinds = {(row["category"], row["kind"]): row for row in rows}
+    assert kinds["stepper", "ab3"]["distribution"] == "qgzoo"
+    assert {"coarsener", "network", "loss", "stepper"} <= {row["category"] for row in rows}
+
+
+def test_plugins_marks_problems(capsys, registry_with_problem):
+    assert cli.main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert "PROBLEMS (1)" in out and "broken: cannot import broken:plugin" in out
+    assert cli.main(["plugins", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {"plugin": "broken", "problem": "cannot import broken:plugin"} in rows
+
+
+def test_schema_is_json_with_the_component_unions(capsys):
+    assert cli.main(["schema"]) == 0
+    schema = json.loads(capsys.readouterr().out)
+    for category in ("coarsener", "network", "loss", "stepper"):
+        assert "oneOf" in schema["$defs"][category]
+
+
+def test_train_rejects_an_invalid_spec_with_field_paths(capsys, tmp_path):
+    spec = tmp_path / "bad.json"
+    spec.write_text(json.dumps({"network": {"kind": "nope"}, "stepper": {"kind": "ab3", "dt": -1}}))
+    assert cli.main(["train", str(spec)]) == 2
+    err = capsys.readouterr().err
+    installed = ", ".join(sorted(plugins.registry().kinds["network"]))
+    assert "network: unknown network kind 'nope'" in err
+    assert f"installed kinds: {installed}" in err
+    assert "stepper.dt: Input should be greater than 0" in err
+    assert "Traceback" not in err
+
+
+def test_train_rejects_a_file_that_is_not_json(capsys, tmp_path):
+    spec = tmp_path / "broken.json"
+    spec.write_text("{oops")
+    assert cli.main(["train", str(spec)]) == 2
+    assert "not valid JSON" in capsys.readouterr().err
+
+
+def test_train_overrides_steps_and_defaults_out_to_runs_stem(capsys, tmp_path, monkeypatch):
+    calls = []
+
+    def fake_train(experiment, out, progress):
+        calls.append((experiment, out, progress))
+        history = [{"step": 0, "loss": 0.5}]
+        return types.SimpleNamespace(history=history, skipped=1)
+
+    monkeypatch.setattr(cli, "train", fake_train)
+    monkeypatch.chdir(tmp_path)
+    pathlib.Path("small.json").write_text(json.dumps({"training": {"steps": 500}}))
+    assert cli.main(["train", "small.json", "--steps", "7", "--no-progress"]) == 0
+    (experiment, out, progress), = calls
+    assert experiment.training.steps == 7
+    assert out == pathlib.Path("runs") / "small"
+    assert progress is False
+    out_text = capsys.readouterr().out
+    assert "runs/small" in out_text and "0.5" in out_text and "skipped updates: 1" in out_text
