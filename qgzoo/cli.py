@@ -12,8 +12,10 @@ from pydantic import ValidationError
 
 from qgzoo import plugins
 from qgzoo.experiment import Experiment, schema
+from qgzoo.presets import seed_experiment, small_experiment
 from qgzoo.trainer import train
 
+PRESETS = {"seed": seed_experiment, "small": small_experiment}
 _COLUMNS = ("category", "kind", "plugin", "distribution", "version")
 
 
@@ -36,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     listing = commands.add_parser("plugins", help="list installed component kinds and problems")
     listing.add_argument("--json", action="store_true", help="print a JSON list")
     listing.set_defaults(command=plugins_command)
+
+    preset = commands.add_parser("spec", help="print a preset experiment as JSON")
+    preset.add_argument("name", choices=sorted(PRESETS), help="preset name")
+    preset.set_defaults(command=spec_command)
 
     schema_parser = commands.add_parser("schema", help="print the Experiment JSON Schema")
     schema_parser.set_defaults(command=schema_command)
@@ -74,6 +80,12 @@ def _table(rows: list[dict]) -> str:
     widths = {c: max(len(str(row[c])) for row in rows) for c in _COLUMNS}
     lines = ["  ".join(str(row[c]).ljust(widths[c]) for c in _COLUMNS).rstrip() for row in rows]
     return "\n".join(lines)
+
+
+def spec_command(args: argparse.Namespace) -> int:
+    """Print a preset experiment as JSON, a starting point for ``qgzoo train``."""
+    print(PRESETS[args.name]().to_json())
+    return 0
 
 
 def schema_command(args: argparse.Namespace) -> int:

@@ -27,6 +27,8 @@ from qgzoo import qg
 from qgzoo.spec import CoarsenerSpec, FrozenSpec
 
 FIELDS = ("q", "u", "v", "q_forcing_total", "q_subgrid_forcing")
+#: Bump when generation changes what a spec produces, so stale caches are not reused.
+DATA_VERSION = 1
 PHYSICS_NAMES = ("beta", "rd", "delta", "H1", "U1", "U2", "rek", "L", "filterfac")
 
 
@@ -178,7 +180,8 @@ def generate(spec: ReferenceSpec, coarsener: CoarsenerSpec, *, progress: bool = 
 
 def cache_key(spec: ReferenceSpec, coarsener: CoarsenerSpec) -> str:
     """Content hash of the specs that determine the data."""
-    text = json.dumps([spec.model_dump(mode="json"), coarsener.model_dump(mode="json")],
+    text = json.dumps([DATA_VERSION, spec.model_dump(mode="json"),
+                       coarsener.model_dump(mode="json")],
                       sort_keys=True)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 

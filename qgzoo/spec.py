@@ -37,7 +37,7 @@ class CoarsenerSpec(ComponentSpec):
 
 
 class NetworkSpec(ComponentSpec):
-    """Spec of a network or closure: ``build(stats, key=...)``."""
+    """Spec of a network or closure: ``build(stats, *, key, target)``."""
 
     category: ClassVar[str] = "network"
 

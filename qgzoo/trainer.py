@@ -182,6 +182,11 @@ def train(experiment: Experiment | dict, out: str | pathlib.Path | None = None, 
     if data is None:
         data = load_or_generate(experiment.reference, experiment.coarsener, progress=progress)
     train_data = data.split("train")
+    for name, values in train_data.fields.items():
+        bad_runs = np.flatnonzero(~np.isfinite(values).reshape(values.shape[0], -1).all(axis=1))
+        if bad_runs.size:
+            raise ValueError(f"training data field {name!r} has non-finite values in "
+                             f"run(s) {bad_runs.tolist()}")
     setup = Setup.build(experiment, train_data.stats())
     optimizer = experiment.optimizer.build(cfg.steps)
     params, static = eqx.partition(setup.parameterization, trainable(setup.parameterization))
@@ -191,8 +196,11 @@ def train(experiment: Experiment | dict, out: str | pathlib.Path | None = None, 
     out = pathlib.Path(out) if out is not None else None
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
-        _atomic_write_text(out / "experiment.json", experiment.to_json())
         if (out / CHECKPOINT).exists():
+            previous = Experiment.from_file(out / "experiment.json")
+            if previous != experiment:
+                raise ValueError(f"{out} holds a checkpoint of a different experiment; "
+                                 "use another output folder or delete it")
             template = (params, opt_state, jnp.array(0), jnp.array(0))
             params, opt_state, step, skipped = eqx.tree_deserialise_leaves(
                 out / CHECKPOINT, template)
@@ -201,6 +209,7 @@ def train(experiment: Experiment | dict, out: str | pathlib.Path | None = None, 
             history = [json.loads(line) for line in (out / LOG).read_text().splitlines()]
             history = [h for h in history if h["step"] < step]
             _atomic_write_text(out / LOG, "".join(json.dumps(h) + "\n" for h in history))
+        _atomic_write_text(out / "experiment.json", experiment.to_json())
 
     update = _make_update(setup, optimizer)
     dtype = setup.lores.filtr.dtype
@@ -220,7 +229,8 @@ def train(experiment: Experiment | dict, out: str | pathlib.Path | None = None, 
             params, opt_state, loss, finite = update(params, static, opt_state, q, forcing)
             loss, finite = float(loss), bool(finite)
             skipped += not finite
-            record = dict(step=step, loss=loss, finite=finite, rollout_steps=length - 1,
+            # A non-finite loss is logged as null: log.jsonl stays strict JSON.
+            record = dict(step=step, loss=loss if finite else None, finite=finite, rollout_steps=length - 1,
                           skipped=skipped, seconds=round(time.perf_counter() - t0, 4))
             history.append(record)
             bar.set_postfix(loss=f"{loss:.4g}", T=length - 1, skipped=skipped)

@@ -8,7 +8,7 @@ os.environ["QGZOO_PLUGINS"] = ""
 import pytest  # noqa: E402
 
 import qgzoo  # noqa: E402
-from qgzoo.presets import SMALL_REFERENCE  # noqa: E402, F401
+from qgzoo.presets import SMALL_REFERENCE  # noqa: E402
 from qgzoo.reference import load_or_generate  # noqa: E402
 from qgzoo.spec import build_component  # noqa: E402
 
