@@ -20,8 +20,16 @@ from qgzoo import qg
 
 
 def parameterized_model(lores, parameterization, stepper) -> SteppedModel:
-    """The low-resolution model with ``parameterization`` added, stepped by ``stepper``."""
-    return SteppedModel(ParameterizedModel(lores, param_func=parameterization), stepper)
+    """The low-resolution model with ``parameterization`` added, stepped by ``stepper``.
+
+    ``stepper`` is a pyqg-jax stepper, or, for schemes that evaluate the model
+    several times per step (Runge-Kutta), any object whose ``stepped_model(model)``
+    returns something with ``SteppedModel``'s methods.
+    """
+    model = ParameterizedModel(lores, param_func=parameterization)
+    if hasattr(stepper, "stepped_model"):
+        return stepper.stepped_model(model)
+    return SteppedModel(model, stepper)
 
 
 def initial_state(model: SteppedModel, q: jax.Array):

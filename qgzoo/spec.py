@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic.json_schema import models_json_schema
 from pydantic_core import PydanticCustomError, core_schema
 
@@ -55,9 +55,11 @@ class LossSpec(ComponentSpec):
 
 
 class StepperSpec(ComponentSpec):
-    """Spec of a time stepper: ``build()`` returns a pyqg-jax stepper."""
+    """Spec of a time stepper with ``dt`` in seconds: ``build()`` returns a pyqg-jax stepper
+    (or an object with ``stepped_model(model)``, see ``qgzoo.rollout.parameterized_model``)."""
 
     category: ClassVar[str] = "stepper"
+    dt: float = Field(3600.0, gt=0, description="time step in seconds")
 
 
 class _ComponentField:
