@@ -10,9 +10,11 @@ import sys
 
 from pydantic import ValidationError
 
-from qgzoo import plugins
+from qgzoo import generate, plugins
 from qgzoo.experiment import Experiment, schema
-from qgzoo.presets import seed_experiment, small_experiment
+from qgzoo.presets import REFERENCES, seed_experiment, small_experiment
+from qgzoo.reference import ReferenceSpec
+from qgzoo.spec import build_component
 from qgzoo.trainer import train
 
 PRESETS = {"seed": seed_experiment, "small": small_experiment}
@@ -53,6 +55,21 @@ def _parser() -> argparse.ArgumentParser:
     training.add_argument("--steps", type=int, metavar="N", help="override training.steps")
     training.add_argument("--no-progress", action="store_true", help="hide progress bars")
     training.set_defaults(command=train_command)
+
+    data = commands.add_parser("data", help="build and inspect reference stores")
+    data_commands = data.add_subparsers(title="data commands", required=True, metavar="COMMAND")
+    building = data_commands.add_parser(
+        "build", help="build (or resume) a reference store from a spec or preset")
+    building.add_argument("spec", metavar="SPEC",
+                          help=f"reference or experiment JSON file, or a preset: "
+                               f"{', '.join(REFERENCES)}")
+    building.add_argument("--out", type=pathlib.Path, metavar="PATH",
+                          help="store path (default: the cache, keyed by the spec)")
+    building.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    building.set_defaults(command=data_build_command)
+    info = data_commands.add_parser("info", help="describe a reference store")
+    info.add_argument("path", type=pathlib.Path, metavar="PATH")
+    info.set_defaults(command=data_info_command)
 
     demo = commands.add_parser("demo", help="train and compare a few parameterizations")
     demo.add_argument("--quick", action="store_true", help="a smaller, faster demo")
@@ -137,6 +154,51 @@ def format_validation_error(error: ValidationError) -> str:
             message = str(item.get("ctx", {}).get("error", message))
         lines.append(f"  {path}: {message}" if path else f"  {message}")
     return "\n".join(lines)
+
+
+def _reference_spec(text: str) -> ReferenceSpec:
+    if text in REFERENCES:
+        spec = ReferenceSpec.model_validate(REFERENCES[text])
+    else:
+        content = json.loads(pathlib.Path(text).read_text())
+        if "reference" in content:  # an experiment: its reference and coarsener
+            experiment = Experiment.model_validate(content)
+            return experiment.reference.with_coarsener(experiment.coarsener)
+        spec = ReferenceSpec.model_validate(content)
+    if not spec.coarseners:
+        spec = spec.with_coarsener(build_component("coarsener", {"kind": "operator1"}))
+    return spec
+
+
+def data_build_command(args: argparse.Namespace) -> int:
+    """Build or resume the store of a reference spec, then print its description."""
+    try:
+        spec = _reference_spec(args.spec)
+    except ValidationError as error:
+        print(f"error: {args.spec} is not a valid reference:", file=sys.stderr)
+        print(format_validation_error(error), file=sys.stderr)
+        return 2
+    except (OSError, json.JSONDecodeError) as error:
+        print(f"error: cannot read {args.spec}: {error}", file=sys.stderr)
+        return 2
+    path = args.out or generate.cache_dir() / f"reference-{generate.store_key(spec)}.zarr"
+    try:
+        generate.build(spec, path, progress=not args.no_progress)
+    except generate.StoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(generate.describe(path))
+    return 0
+
+
+def data_info_command(args: argparse.Namespace) -> int:
+    """Print a store's spec, sizes, splits, checks and per-layer statistics."""
+    try:
+        print(generate.describe(args.path))
+    except generate.StoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
 
 
 def demo_command(args: argparse.Namespace) -> int:

@@ -8,7 +8,7 @@ import time
 from qgzoo.evaluate import heldout_rollout_error
 from qgzoo.networks import NoClosure
 from qgzoo.presets import small_experiment
-from qgzoo.reference import load_or_generate
+from qgzoo.generate import load_reference
 from qgzoo.trainer import Setup, train
 
 HORIZONS = (10, 50)
@@ -21,7 +21,7 @@ def main(quick: bool = False, out: str | pathlib.Path = "runs/demo") -> dict:
           f"{experiment.network.kind} trained online on {experiment.training.rollout_steps}-step "
           f"rollouts, {experiment.training.steps} updates")
     start = time.perf_counter()
-    data = load_or_generate(experiment.reference, experiment.coarsener)
+    data = load_reference(experiment.reference, experiment.coarsener)
     trained = train(experiment, out, data=data)
     stats, test = data.split("train").stats(), data.split("test")
     candidates = {

@@ -8,6 +8,17 @@ SMALL_REFERENCE = dict(hires_nx=64, lores_nx=16, n_runs=4, n_test_runs=1,
                        spinup_steps=3 * 8760, n_samples=300)
 
 
+#: eddy, 128 -> 32 (Operator1 and Operator2), 8 runs (5 train, 1 validation,
+#: 2 test) spun up 3 years, then one year sampled every 12 hours.
+EDDY_128_32 = dict(hires_nx=128, lores_nx=32, n_runs=8, n_val_runs=1, n_test_runs=2,
+                   spinup_steps=3 * 8760, n_samples=720, sample_interval=12,
+                   coarseners=[{"kind": "operator1"}, {"kind": "operator2"}])
+
+#: Reference presets for ``qgzoo data build NAME``.
+REFERENCES = {"eddy-64-16": SMALL_REFERENCE, "eddy-128-32": EDDY_128_32,
+              "jet-128-32": {**EDDY_128_32, "config": "jet"}}
+
+
 def small_experiment(steps: int = 400) -> Experiment:
     """Online training of a small CNN on the small eddy reference (minutes on a CPU)."""
     return Experiment(

@@ -1,18 +1,14 @@
 """Reference data: an ensemble of spun-up high-resolution runs, coarsened.
 
-Runs advance together (vmapped, jitted scans); each sample is coarsened on the
-fly, so the high-resolution fields are never stored. Generated data are cached
-on disk (``QGZOO_CACHE``, default ``~/.cache/qgzoo``) keyed by the content of
-the reference and coarsener specs.
+``ReferenceSpec`` declares the ensemble; ``qgzoo.generate`` builds it into a
+zarr store; ``ReferenceData`` reads stores (qgzoo's own, or any laid out like
+pyqg's datasets: variables q, u, v, q_forcing_total, q_subgrid_forcing with dims
+``run, time, lev, y, x``) and serves windows of consecutive samples by run,
+without loading the whole store.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-import os
-import pathlib
-import tempfile
 from typing import Literal
 
 import equinox as eqx
@@ -20,20 +16,21 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from pydantic import Field, model_validator
-from pyqg_jax.steppers import AB3Stepper, SteppedModel
-from tqdm.auto import tqdm
 
 from qgzoo import qg
-from qgzoo.spec import CoarsenerSpec, FrozenSpec
+from qgzoo.spec import CoarsenerSpec, Component, FrozenSpec
 
 FIELDS = ("q", "u", "v", "q_forcing_total", "q_subgrid_forcing")
-#: Bump when generation changes what a spec produces, so stale caches are not reused.
-DATA_VERSION = 1
 PHYSICS_NAMES = ("beta", "rd", "delta", "H1", "U1", "U2", "rek", "L", "filterfac")
+SPLITS = ("train", "validation", "test")
 
 
 class ReferenceSpec(FrozenSpec):
-    """A QG configuration and an ensemble of high-resolution runs sampled after spin-up."""
+    """A QG configuration and an ensemble of high-resolution AB3 runs sampled after spin-up.
+
+    Runs are split by index: the first are training runs, then ``n_val_runs``
+    validation runs, then the last ``n_test_runs`` held out for testing.
+    """
 
     config: Literal["eddy", "jet"] = Field("eddy", description="physics preset (SCIENCE.md)")
     physics: dict[str, float] = Field(
@@ -41,13 +38,18 @@ class ReferenceSpec(FrozenSpec):
         description="overrides of the preset's parameters, SI units (beta 1/(m s), rd m, ...)")
     hires_nx: int = Field(128, ge=16, le=1024, description="high-resolution grid points per side")
     lores_nx: int = Field(32, ge=8, description="low-resolution grid points per side")
+    coarseners: tuple[Component("coarsener"), ...] = Field(
+        (), description="coarseners applied to every sample, besides the experiment's own")
     dt: float = Field(3600.0, gt=0, description="high-resolution AB3 time step, seconds")
     precision: Literal["single", "double"] = "double"
-    n_runs: int = Field(8, ge=2, description="ensemble size (train + test runs)")
+    n_runs: int = Field(8, ge=2, description="ensemble size (all splits)")
+    n_val_runs: int = Field(0, ge=0, description="runs for validation")
     n_test_runs: int = Field(2, ge=1, description="runs held out for testing")
     spinup_steps: int = Field(17520, ge=0, description="steps discarded before sampling")
     n_samples: int = Field(400, ge=2, description="samples kept per run")
     sample_interval: int = Field(1, ge=1, description="high-resolution steps between samples")
+    n_hires_snapshots: int = Field(
+        10, ge=0, description="last samples whose high-res q is stored, for online metrics")
     seed: int = 0
 
     @model_validator(mode="after")
@@ -64,9 +66,13 @@ class ReferenceSpec(FrozenSpec):
                              f"hires_nx ({self.hires_nx})")
         if self.hires_nx % self.lores_nx:
             raise ValueError(f"lores_nx ({self.lores_nx}) must divide hires_nx ({self.hires_nx})")
-        if self.n_test_runs >= self.n_runs:
-            raise ValueError(f"n_test_runs ({self.n_test_runs}) must leave training runs "
-                             f"out of n_runs ({self.n_runs})")
+        if self.n_test_runs + self.n_val_runs >= self.n_runs:
+            raise ValueError(f"n_test_runs ({self.n_test_runs}) and n_val_runs "
+                             f"({self.n_val_runs}) must leave training runs out of n_runs "
+                             f"({self.n_runs})")
+        if self.n_hires_snapshots > self.n_samples:
+            raise ValueError(f"n_hires_snapshots ({self.n_hires_snapshots}) exceeds "
+                             f"n_samples ({self.n_samples})")
         return self
 
     @property
@@ -84,9 +90,30 @@ class ReferenceSpec(FrozenSpec):
         """Time between samples, in seconds."""
         return self.sample_interval * self.dt
 
+    def with_coarsener(self, coarsener: CoarsenerSpec) -> "ReferenceSpec":
+        """This spec with ``coarsener`` among its coarseners (first, if it was missing)."""
+        if coarsener in self.coarseners:
+            return self
+        return self.model_copy(update={"coarseners": (coarsener, *self.coarseners)})
+
+    def split_runs(self) -> dict[str, range]:
+        """Run indices of each split."""
+        n_train = self.n_runs - self.n_val_runs - self.n_test_runs
+        return {"train": range(0, n_train),
+                "validation": range(n_train, n_train + self.n_val_runs),
+                "test": range(self.n_runs - self.n_test_runs, self.n_runs)}
+
+
+def coarsener_name(coarsener: CoarsenerSpec) -> str:
+    """Group name of a coarsener's data in a store: its kind, plus its options if any."""
+    options = {k: v for k, v in coarsener.model_dump(mode="json").items() if k != "kind"}
+    if not options:
+        return coarsener.kind
+    return coarsener.kind + "".join(f"-{k}={v}" for k, v in sorted(options.items()))
+
 
 class FieldStats(eqx.Module):
-    """Per-layer standard deviations of the training data, in the fields' units."""
+    """Per-layer root-mean-square of the training data, in the fields' units."""
 
     std: dict[str, jax.Array]
 
@@ -96,111 +123,109 @@ class FieldStats(eqx.Module):
         return cls({name: jnp.ones(nz) for name in FIELDS})
 
 
-class ReferenceData(eqx.Module):
-    """Coarsened samples, each field shaped (run, time, nz, n, n); first runs are training."""
+class _Runs:
+    """A read-only view of the runs [start, stop) of an array shaped (run, time, ...)."""
 
-    fields: dict[str, np.ndarray]
-    n_test_runs: int = eqx.field(static=True)
+    def __init__(self, source, start: int, stop: int):
+        self.source, self.start, self.stop = source, start, stop
+        self.shape = (stop - start, *source.shape[1:])
+
+    def __getitem__(self, key):
+        key = key if isinstance(key, tuple) else (key,)
+        run = key[0]
+        if isinstance(run, slice):
+            begin, end, step = run.indices(self.shape[0])
+            run = slice(self.start + begin, self.start + end, step)
+        else:
+            run = self.start + range(self.shape[0])[run]
+        return np.asarray(self.source[(run, *key[1:])])
+
+    def __array__(self, dtype=None, copy=None):
+        return np.asarray(self[:], dtype=dtype)
+
+
+class ReferenceData:
+    """Coarsened samples of some runs: each field is (run, time, nz, n, n).
+
+    Fields may be numpy arrays (in memory) or lazily read arrays (zarr,
+    xarray): only the windows asked for are read.
+    """
+
+    def __init__(self, fields: dict, n_test_runs: int, n_val_runs: int = 0):
+        missing = [name for name in FIELDS if name not in fields]
+        if missing:
+            raise ValueError(f"reference data lacks fields {missing}")
+        shapes = {name: tuple(fields[name].shape) for name in FIELDS}
+        if len(set(shapes.values())) != 1 or len(shapes["q"]) != 5:
+            raise ValueError(f"fields must share one (run, time, lev, y, x) shape: {shapes}")
+        self.fields = {name: fields[name] for name in FIELDS}
+        self.n_test_runs, self.n_val_runs = n_test_runs, n_val_runs
 
     @property
     def n_runs(self) -> int:
         return self.fields["q"].shape[0]
 
-    def split(self, name: Literal["train", "test"]) -> "ReferenceData":
-        n_train = self.n_runs - self.n_test_runs
-        part = slice(0, n_train) if name == "train" else slice(n_train, None)
-        return ReferenceData({k: v[part] for k, v in self.fields.items()}, self.n_test_runs)
+    @property
+    def n_samples(self) -> int:
+        return self.fields["q"].shape[1]
+
+    def split(self, name: Literal["train", "validation", "test"]) -> "ReferenceData":
+        """The runs of one split (views: nothing is copied or read)."""
+        n_train = self.n_runs - self.n_val_runs - self.n_test_runs
+        start, stop = {"train": (0, n_train),
+                       "validation": (n_train, n_train + self.n_val_runs),
+                       "test": (self.n_runs - self.n_test_runs, self.n_runs)}[name]
+        fields = {k: v[start:stop] if isinstance(v, np.ndarray) else _Runs(v, start, stop)
+                  for k, v in self.fields.items()}
+        return ReferenceData(fields, self.n_test_runs if name == "test" else 0,
+                             self.n_val_runs if name == "validation" else 0)
+
+    def windows(self, name: str, runs, starts, length: int) -> np.ndarray:
+        """Field ``name`` over windows of ``length`` samples: (n_windows, length, nz, n, n)."""
+        source = self.fields[name]
+        return np.stack([np.asarray(source[r, s:s + length]) for r, s in zip(runs, starts)])
 
     def stats(self) -> FieldStats:
-        """Per-layer std over runs, time and space (means are held at zero)."""
-        return FieldStats({k: jnp.asarray(np.sqrt(np.mean(v**2, axis=(0, 1, 3, 4))))
-                           for k, v in self.fields.items()})
+        """Per-layer RMS over runs, time and space (means are held at zero), run by run.
+
+        Raises ValueError naming the runs if a field holds non-finite values.
+        """
+        std = {}
+        for name, source in self.fields.items():
+            squares = []
+            for run in range(self.n_runs):
+                values = np.asarray(source[run])
+                if not np.isfinite(values).all():
+                    bad = [r for r in range(self.n_runs) if not np.isfinite(source[r]).all()]
+                    raise ValueError(f"field {name!r} has non-finite values in run(s) {bad}")
+                squares.append(np.mean(values**2, axis=(0, 2, 3)))
+            std[name] = jnp.asarray(np.sqrt(np.mean(squares, axis=0)))
+        return FieldStats(std)
+
+    @classmethod
+    def from_xarray(cls, dataset, n_test_runs: int, n_val_runs: int = 0) -> "ReferenceData":
+        """Data from an xarray Dataset in pyqg's layout (dims run, time, lev, y, x)."""
+        fields = {}
+        for name in FIELDS:
+            if name not in dataset:
+                raise ValueError(f"dataset lacks variable {name!r} (has {sorted(dataset)})")
+            variable = dataset[name].transpose("run", "time", "lev", "y", "x").variable
+            fields[name] = _Lazy(variable)
+        return cls(fields, n_test_runs, n_val_runs)
 
 
-def _sampler(coarsener):
-    def sample(q_hires):
-        q = coarsener.coarsen(q_hires)
-        u, v = qg.velocities(coarsener.lores, q)
-        return dict(q=q, u=u, v=v,
-                    q_forcing_total=coarsener.q_forcing_total(q_hires),
-                    q_subgrid_forcing=coarsener.q_subgrid_forcing(q_hires))
-    return sample
+class _Lazy:
+    """Index an xarray Variable lazily, returning numpy arrays."""
+
+    def __init__(self, variable):
+        self.variable, self.shape = variable, variable.shape
+
+    def __getitem__(self, key):
+        return np.asarray(self.variable[key].values)
 
 
-def generate(spec: ReferenceSpec, coarsener: CoarsenerSpec, *, progress: bool = True,
-             chunk_steps: int = 1000) -> ReferenceData:
-    """Run the ensemble, spin it up and sample it, coarsened by ``coarsener``."""
-    hires = spec.hires_model()
-    model = SteppedModel(hires, AB3Stepper(dt=float(spec.dt)))
-    sample = jax.vmap(_sampler(coarsener.build(hires, spec.lores_model())))
-    keys = jax.random.split(jax.random.key(spec.seed), spec.n_runs)
-    state = jax.jit(jax.vmap(model.create_initial_state))(keys)
+def load_or_generate(spec, coarsener, *, progress=True):
+    """Deprecated name of ``qgzoo.generate.load_reference``."""
+    from qgzoo.generate import load_reference
 
-    def advance(state, n_steps):
-        step = jax.vmap(model.step_model)
-        return jax.lax.fori_loop(0, n_steps, lambda _, s: step(s), state)
-
-    advance = jax.jit(advance, static_argnums=1)
-
-    def sample_chunk(state, n_samples):
-        def body(state, _):
-            state = advance(state, spec.sample_interval)
-            return state, sample(state.state.q)
-        return jax.lax.scan(body, state, length=n_samples)
-
-    sample_chunk = jax.jit(sample_chunk, static_argnums=1)
-
-    total = spec.spinup_steps + spec.n_samples * spec.sample_interval
-    bar = tqdm(total=total, desc="reference", unit="step", disable=not progress)
-    done = 0
-    while done < spec.spinup_steps:
-        n = min(chunk_steps, spec.spinup_steps - done)
-        state = advance(state, n)
-        state.state.qh.block_until_ready()
-        done += n
-        bar.update(n)
-    # The first sample is the spun-up state itself.
-    chunks = [jax.tree.map(lambda x: x[:, None], sample(state.state.q))]
-    per_chunk = max(1, chunk_steps // spec.sample_interval)
-    remaining = spec.n_samples - 1
-    bar.update(spec.sample_interval)
-    while remaining > 0:
-        n = min(per_chunk, remaining)
-        state, out = sample_chunk(state, n)
-        chunks.append(jax.tree.map(lambda x: jnp.moveaxis(x, 0, 1), out))
-        remaining -= n
-        bar.update(n * spec.sample_interval)
-    bar.close()
-    fields = {k: np.concatenate([np.asarray(c[k]) for c in chunks], axis=1) for k in FIELDS}
-    if not all(np.isfinite(v).all() for v in fields.values()):
-        raise FloatingPointError("the reference run produced non-finite values; "
-                                 "reduce dt or check the physics parameters")
-    return ReferenceData(fields, spec.n_test_runs)
-
-
-def cache_key(spec: ReferenceSpec, coarsener: CoarsenerSpec) -> str:
-    """Content hash of the specs that determine the data."""
-    text = json.dumps([DATA_VERSION, spec.model_dump(mode="json"),
-                       coarsener.model_dump(mode="json")],
-                      sort_keys=True)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def cache_dir() -> pathlib.Path:
-    return pathlib.Path(os.environ.get("QGZOO_CACHE", pathlib.Path.home() / ".cache" / "qgzoo"))
-
-
-def load_or_generate(spec: ReferenceSpec, coarsener: CoarsenerSpec, *,
-                     progress: bool = True, cache: bool = True) -> ReferenceData:
-    """The reference data, from the on-disk cache if this spec was generated before."""
-    path = cache_dir() / f"reference-{cache_key(spec, coarsener)}.npz"
-    if cache and path.exists():
-        with np.load(path) as stored:
-            return ReferenceData({k: stored[k] for k in FIELDS}, spec.n_test_runs)
-    data = generate(spec, coarsener, progress=progress)
-    if cache:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path.parent, suffix=".npz", delete=False) as tmp:
-            np.savez(tmp, **data.fields)
-        os.replace(tmp.name, path)
-    return data
+    return load_reference(spec, coarsener, progress=progress)

@@ -25,7 +25,8 @@ from tqdm.auto import tqdm
 from qgzoo import qg
 from qgzoo.experiment import Experiment
 from qgzoo.networks import AbstractParameterization, trainable
-from qgzoo.reference import FieldStats, ReferenceData, load_or_generate
+from qgzoo.generate import load_reference
+from qgzoo.reference import FieldStats, ReferenceData
 from qgzoo.rollout import parameterized_model, rollout_loss
 
 CHECKPOINT = "checkpoint.eqx"
@@ -98,12 +99,6 @@ def draw_windows(data: ReferenceData, n_windows: int, length: int, rng) -> tuple
         raise ValueError(f"a window of {length} samples does not fit in runs of "
                          f"{n_samples} samples; lower rollout_steps or sample more")
     return rng.integers(n_runs, size=n_windows), rng.integers(n_samples - length + 1, size=n_windows)
-
-
-def gather_windows(data: ReferenceData, name: str, runs, starts, length: int) -> np.ndarray:
-    """The field ``name`` over the windows: (n_windows, length, nz, n, n)."""
-    offsets = starts[:, None] + np.arange(length)[None, :]
-    return data.fields[name][runs[:, None], offsets]
 
 
 @dataclasses.dataclass
@@ -180,13 +175,8 @@ def train(experiment: Experiment | dict, out: str | pathlib.Path | None = None, 
     experiment = Experiment.model_validate(experiment)
     cfg = experiment.training
     if data is None:
-        data = load_or_generate(experiment.reference, experiment.coarsener, progress=progress)
+        data = load_reference(experiment.reference, experiment.coarsener, progress=progress)
     train_data = data.split("train")
-    for name, values in train_data.fields.items():
-        bad_runs = np.flatnonzero(~np.isfinite(values).reshape(values.shape[0], -1).all(axis=1))
-        if bad_runs.size:
-            raise ValueError(f"training data field {name!r} has non-finite values in "
-                             f"run(s) {bad_runs.tolist()}")
     setup = Setup.build(experiment, train_data.stats())
     optimizer = experiment.optimizer.build(cfg.steps)
     params, static = eqx.partition(setup.parameterization, trainable(setup.parameterization))
@@ -222,9 +212,9 @@ def train(experiment: Experiment | dict, out: str | pathlib.Path | None = None, 
             length = cfg.rollout_steps_at(step) + 1
             rng = np.random.default_rng([cfg.seed, step])
             runs, starts = draw_windows(train_data, cfg.batch_size, length, rng)
-            q = jnp.asarray(gather_windows(train_data, "q", runs, starts, length), dtype)
+            q = jnp.asarray(train_data.windows("q", runs, starts, length), dtype)
             forcing = jnp.asarray(
-                gather_windows(train_data, cfg.forcing_target, runs, starts, length), dtype)
+                train_data.windows(cfg.forcing_target, runs, starts, length), dtype)
             t0 = time.perf_counter()
             params, opt_state, loss, finite = update(params, static, opt_state, q, forcing)
             loss, finite = float(loss), bool(finite)
