@@ -36,7 +36,8 @@ MIB = 2.0**20
 
 def make_setup(args, rollout_steps: int) -> Setup:
     experiment = qgzoo.Experiment(
-        reference=dict(config="eddy", hires_nx=2 * args.nx, lores_nx=args.nx),
+        reference=dict(config="eddy", hires_nx=2 * args.nx, lores_nx=args.nx,
+                       n_samples=max(400, rollout_steps + 1)),
         coarsener={"kind": "operator1"},
         network={"kind": "cnn", "channels": list(args.channels),
                  "kernel_sizes": [args.kernel] * (len(args.channels) + 1)},

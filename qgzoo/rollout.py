@@ -56,18 +56,21 @@ def rollout_loss(model: SteppedModel, q_ref: jax.Array, *, steps_per_sample: int
     n = q_ref.shape[0] - 1
     size = chunk_size(n, chunk)
 
-    def sample_step(carry, q_target):
+    def sample_step(carry, index):
         state, total = carry
         state = _advance(model, state, steps_per_sample)
+        q_target = jax.lax.dynamic_index_in_dim(q_ref, index, keepdims=False)
         return (state, total + state_term(state.state.model_state.q, q_target)), None
 
-    @jax.checkpoint
-    def chunk_step(carry, targets):
-        return jax.lax.scan(sample_step, carry, targets)[0], None
+    def chunk_step(carry, first):
+        # Targets are read by index inside the chunk: slicing them out beforehand
+        # would copy the whole window and keep the copy alive for the backward pass.
+        return jax.lax.scan(sample_step, carry, first + jnp.arange(size))[0], None
 
-    targets = q_ref[1:].reshape(n // size, size, *q_ref.shape[1:])
+    if n > size:  # with one chunk there is nothing to save: skip the recomputation
+        chunk_step = jax.checkpoint(chunk_step)
     carry = (initial_state(model, q_ref[0]), jnp.zeros((), q_ref.dtype))
-    (_, total), _ = jax.lax.scan(chunk_step, carry, targets)
+    (_, total), _ = jax.lax.scan(chunk_step, carry, 1 + size * jnp.arange(n // size))
     return total / n
 
 

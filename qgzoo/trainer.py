@@ -24,8 +24,8 @@ from tqdm.auto import tqdm
 
 from qgzoo import qg
 from qgzoo.experiment import Experiment
-from qgzoo.networks import AbstractParameterization, trainable
 from qgzoo.generate import load_reference
+from qgzoo.networks import AbstractParameterization, trainable
 from qgzoo.reference import FieldStats, ReferenceData
 from qgzoo.rollout import parameterized_model, rollout_loss
 
@@ -86,6 +86,7 @@ class Setup:
         return total
 
     def batch_loss(self, params, static, q_batch, forcing_batch):
+        """Mean window loss of a batch; ``forcing_batch`` is None when the loss needs no forcing."""
         parameterization = eqx.combine(params, static)
         losses = jax.vmap(lambda q, f: self.window_loss(parameterization, q, f))(
             q_batch, forcing_batch)
@@ -213,8 +214,8 @@ def train(experiment: Experiment | dict, out: str | pathlib.Path | None = None, 
             rng = np.random.default_rng([cfg.seed, step])
             runs, starts = draw_windows(train_data, cfg.batch_size, length, rng)
             q = jnp.asarray(train_data.windows("q", runs, starts, length), dtype)
-            forcing = jnp.asarray(
-                train_data.windows(cfg.forcing_target, runs, starts, length), dtype)
+            forcing = (jnp.asarray(train_data.windows(cfg.forcing_target, runs, starts, length),
+                                   dtype) if experiment.loss.needs_forcing() else None)
             t0 = time.perf_counter()
             params, opt_state, loss, finite = update(params, static, opt_state, q, forcing)
             loss, finite = float(loss), bool(finite)
