@@ -1,0 +1,29 @@
+"""qgzoo-physical: Smagorinsky, backscatter-biharmonic and Zanna-Bolton 2020 closures.
+
+Registered as the network kinds ``smagorinsky``, ``backscatter_biharmonic`` and
+``zanna_bolton``. Each spec's constants may be listed in ``trainable`` to
+calibrate them online with ``qgzoo.train`` (see ``_closure`` for the log-scale
+parameterisation).
+"""
+
+import qgzoo
+
+from qgzoo_physical._closure import AbstractPhysicalClosure, LogScaled, PhysicalClosureSpec
+from qgzoo_physical.backscatter_biharmonic import BackscatterBiharmonic, BackscatterBiharmonicSpec
+from qgzoo_physical.smagorinsky import Smagorinsky, SmagorinskySpec
+from qgzoo_physical.zanna_bolton import ZannaBolton, ZannaBoltonSpec
+
+SPECS = (SmagorinskySpec, BackscatterBiharmonicSpec, ZannaBoltonSpec)
+
+
+@qgzoo.hookimpl
+def register_components(register):
+    for spec_class in SPECS:
+        register(spec_class)
+
+
+__all__ = [
+    "AbstractPhysicalClosure", "BackscatterBiharmonic", "BackscatterBiharmonicSpec",
+    "LogScaled", "PhysicalClosureSpec", "SPECS", "Smagorinsky", "SmagorinskySpec",
+    "ZannaBolton", "ZannaBoltonSpec",
+]
