@@ -223,9 +223,3 @@ class _Lazy:
     def __getitem__(self, key):
         return np.asarray(self.variable[key].values)
 
-
-def load_or_generate(spec, coarsener, *, progress=True):
-    """Deprecated name of ``qgzoo.generate.load_reference``."""
-    from qgzoo.generate import load_reference
-
-    return load_reference(spec, coarsener, progress=progress)

@@ -8,6 +8,7 @@ import pytest
 from pyqg_jax.steppers import AB3Stepper, SteppedModel
 
 import qgzoo
+from qgzoo.generate import load_reference
 from qgzoo import plugins, qg
 from qgzoo.presets import SMALL_REFERENCE
 from qgzoo.spec import build_component
@@ -29,10 +30,6 @@ def only_this_plugin(physical_registry):
 
 
 def _load_reference(spec, coarsener):
-    try:
-        from qgzoo.generate import load_reference
-    except ImportError:  # qgzoo before the zarr stores
-        from qgzoo.reference import load_or_generate as load_reference
     return load_reference(spec, coarsener, progress=False)
 
 
