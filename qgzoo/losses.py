@@ -23,11 +23,11 @@ class AbstractLoss(eqx.Module):
 
     def state_term(self, q_pred: jax.Array, q_ref: jax.Array) -> jax.Array:
         """Score of one rollout state (nz, ny, nx) against the reference; 0 by default."""
-        return jnp.zeros(())
+        return jnp.zeros((), q_pred.dtype)
 
     def forcing_term(self, f_pred: jax.Array, f_ref: jax.Array) -> jax.Array:
         """Score of one predicted forcing (nz, ny, nx) against the truth; 0 by default."""
-        return jnp.zeros(())
+        return jnp.zeros((), f_pred.dtype)
 
 
 class StateMSE(AbstractLoss):

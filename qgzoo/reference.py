@@ -113,14 +113,14 @@ def coarsener_name(coarsener: CoarsenerSpec) -> str:
 
 
 class FieldStats(eqx.Module):
-    """Per-layer root-mean-square of the training data, in the fields' units."""
+    """Per-layer root-mean-square of the training data, in the fields' units (float64)."""
 
     std: dict[str, jax.Array]
 
     @classmethod
     def placeholder(cls, nz: int = 2) -> "FieldStats":
         """Stats of the right shapes (ones), for building a module before loading weights."""
-        return cls({name: jnp.ones(nz) for name in FIELDS})
+        return cls({name: jnp.ones(nz, jnp.float64) for name in FIELDS})
 
 
 class _Runs:
@@ -199,7 +199,7 @@ class ReferenceData:
                     bad = [r for r in range(self.n_runs) if not np.isfinite(source[r]).all()]
                     raise ValueError(f"field {name!r} has non-finite values in run(s) {bad}")
                 squares.append(np.mean(values**2, axis=(0, 2, 3)))
-            std[name] = jnp.asarray(np.sqrt(np.mean(squares, axis=0)))
+            std[name] = jnp.asarray(np.sqrt(np.mean(squares, axis=0)), jnp.float64)
         return FieldStats(std)
 
     @classmethod

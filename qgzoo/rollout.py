@@ -60,7 +60,8 @@ def rollout_loss(model: SteppedModel, q_ref: jax.Array, *, steps_per_sample: int
         state, total = carry
         state = _advance(model, state, steps_per_sample)
         q_target = jax.lax.dynamic_index_in_dim(q_ref, index, keepdims=False)
-        return (state, total + state_term(state.state.model_state.q, q_target)), None
+        term = state_term(state.state.model_state.q, q_target)
+        return (state, total + term.astype(total.dtype)), None
 
     def chunk_step(carry, first):
         # Targets are read by index inside the chunk: slicing them out beforehand

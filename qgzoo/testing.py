@@ -10,8 +10,9 @@
 and the property it breaks. Each category also has its own function
 (``check_coarsener``, ``check_network``, ``check_loss``, ``check_stepper``),
 which takes the same options. The checks use small grids (32 -> 16 points,
-eddy physics), both precisions and a few steps: seconds per component, most of
-it JAX compilation.
+eddy physics), both precisions and a few steps: from a few seconds to a minute
+per component on a small CPU, most of it JAX compilation (``precisions=("double",)``
+halves it).
 
 Input fields are random but realistic (``random_q``): a red spectrum with zero
 mean and per-layer amplitudes near those of the eddy configuration, since a
@@ -257,7 +258,8 @@ def _check_registered(spec):
         registry = plugins.registry()
         key = (spec.category, spec.kind)
         if key in registry.ambiguous:
-            origins = " and ".join(f"{r.plugin} ({r.distribution})" for r in registry.ambiguous[key])
+            origins = " and ".join(f"{r.plugin} ({r.distribution})"
+                                   for r in registry.ambiguous[key])
             raise AssertionError(f"kind {spec.kind!r} is registered by both {origins}")
         registration = registry.kinds[spec.category].get(spec.kind)
         _require(registration is not None,

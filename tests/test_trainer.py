@@ -189,3 +189,14 @@ def test_checkpointed_rollout_memory_grows_sublinearly():
     assert long < 3 * short, (short, long)
     # Control: the same 80 steps as one chunk store every step, as a plain scan would.
     assert temporaries(80, 80) > 2 * long
+
+
+def test_online_training_runs_in_single_precision(small_data):
+    """A float32 model with float64 statistics: every loss term is cast to the rollout's dtype."""
+    spec = qgzoo.Experiment(
+        reference={**SMALL_REFERENCE, "precision": "single"}, network=TINY_CNN,
+        loss={"kind": "weighted", "terms": [{"loss": {"kind": "state_mse"}},
+                                            {"weight": 0.5, "loss": {"kind": "forcing_mse"}}]},
+        training={"steps": 2, "batch_size": 2, "rollout_steps": 2})
+    trained = qgzoo.train(spec, data=small_data, progress=False)
+    assert all(h["finite"] and h["loss"] > 0 for h in trained.history)
