@@ -102,19 +102,20 @@ class _Builder:
         step = jax.vmap(self.model.step_model)
         return jax.lax.fori_loop(0, n_steps, lambda _, s: step(s), state)
 
+    @staticmethod
+    def _coarse_fields(coarsener, q_hires):
+        q = coarsener.coarsen(q_hires)
+        u, v = qg.velocities(coarsener.lores, q)
+        return dict(q=q, u=u, v=v, q_forcing_total=coarsener.q_forcing_total(q_hires),
+                    q_subgrid_forcing=coarsener.q_subgrid_forcing(q_hires))
+
     def _sample(self, q_hires):
-        out = {}
-        for coarsener in self.coarseners:
-            q = coarsener.coarsen(q_hires)
-            u, v = qg.velocities(coarsener.lores, q)
-            out[coarsener] = dict(q=q, u=u, v=v,
-                                  q_forcing_total=coarsener.q_forcing_total(q_hires),
-                                  q_subgrid_forcing=coarsener.q_subgrid_forcing(q_hires))
+        """Coarse fields per coarsener, high-res kinetic energy per layer and CFL number."""
         full = self.hires.get_full_state(qg.state_from_q(self.hires, q_hires))
         ke = jnp.mean(full.u**2 + full.v**2, axis=(-2, -1))
         speed = jnp.max(jnp.abs(full.u + self.hires.Ubg[:, None, None]) + jnp.abs(full.v))
         cfl = speed * self.spec.dt / self.hires.dx
-        return [out[c] for c in self.coarseners], ke, cfl
+        return [self._coarse_fields(c, q_hires) for c in self.coarseners], ke, cfl
 
     def _sample_chunk(self, state, n_samples, keep_hires):
         def body(state, _):
@@ -182,6 +183,8 @@ def build(spec: ReferenceSpec, path: str | pathlib.Path, *, progress: bool = Tru
 
     ``stop_after_chunks`` stops early, as if interrupted (for tests).
     """
+    if not spec.coarseners:
+        raise ValueError("a reference store needs at least one coarsener in spec.coarseners")
     path = pathlib.Path(path)
     if path.exists():
         root = zarr.open_group(path, mode="r+")
@@ -195,8 +198,6 @@ def build(spec: ReferenceSpec, path: str | pathlib.Path, *, progress: bool = Tru
         _create(zarr.open_group(tmp, mode="w"), spec)
         os.replace(tmp, path)
         root = zarr.open_group(path, mode="r+")
-    if not spec.coarseners:
-        raise ValueError("a reference store needs at least one coarsener in spec.coarseners")
     plan = _plan(spec)
     builder = _Builder(spec)
     # The resume file holds the state after the last complete chunk and that
