@@ -141,9 +141,11 @@ def test_trains_on_a_store_written_by_hand_in_pyqg_layout(small_data, tmp_path):
               "y": (np.arange(16) + 0.5) * 1e6 / 16, "x": (np.arange(16) + 0.5) * 1e6 / 16}
     variables = {name: (("run", "time", "lev", "y", "x"), small_data.fields[name][:runs, :samples],
                         {"units": "s^-1"}) for name in FIELDS}
-    xr.Dataset(variables, coords=coords).to_zarr(tmp_path / "pyqg.zarr", mode="w")
+    xr.Dataset(variables, coords=coords).to_zarr(tmp_path / "pyqg.zarr", mode="w",
+                                                 consolidated=False)
 
-    data = ReferenceData.from_xarray(xr.open_zarr(tmp_path / "pyqg.zarr"), n_test_runs=1)
+    data = ReferenceData.from_xarray(xr.open_zarr(tmp_path / "pyqg.zarr", consolidated=False),
+                                     n_test_runs=1)
     assert data.n_runs == 4 and data.n_samples == 60
     np.testing.assert_array_equal(data.split("test").windows("q", [0], [5], 3)[0],
                                   small_data.fields["q"][3, 5:8])
