@@ -31,8 +31,8 @@ def main(quick: bool = False, out: str | pathlib.Path = "runs/demo") -> dict:
     }
     errors = {name: [heldout_rollout_error(experiment, p, test, stats, rollout_steps=T)
                      for T in HORIZONS] for name, p in candidates.items()}
-    print(f"\nHeld-out rollout error (test run{'s' if test.n_runs > 1 else ''} "
-          f"{data.n_runs - test.n_runs}..{data.n_runs - 1}; resolved-scale state MSE / var(q)):")
+    held_out = list(experiment.reference.split_runs()["test"])
+    print(f"\nHeld-out rollout error (test runs {held_out}; resolved-scale state MSE / var(q)):")
     header = "".join(f"{f'T = {T}':>22}" for T in HORIZONS)
     print(f"{'':22}{header}")
     baseline = errors["no parameterization"]
