@@ -74,12 +74,3 @@ def rollout_loss(model: SteppedModel, q_ref: jax.Array, *, steps_per_sample: int
     (_, total), _ = jax.lax.scan(chunk_step, carry, 1 + size * jnp.arange(n // size))
     return total / n
 
-
-def rollout_states(model: SteppedModel, q0: jax.Array, *, n_samples: int,
-                   steps_per_sample: int) -> jax.Array:
-    """The run's q at ``n_samples`` samples after ``q0`` (not included): (T, nz, ny, nx)."""
-    def sample_step(state, _):
-        state = _advance(model, state, steps_per_sample)
-        return state, state.state.model_state.q
-
-    return jax.lax.scan(sample_step, initial_state(model, q0), length=n_samples)[1]
