@@ -25,6 +25,9 @@ class TrainingSpec(FrozenSpec):
     curriculum_steps: int = Field(0, ge=0, description="updates over which T grows")
     checkpoint_chunk: int = Field(10, ge=1, description="samples per rematerialised chunk")
     checkpoint_every: int = Field(0, ge=0, description="updates between checkpoints (0: none)")
+    eval_every: int = Field(
+        0, ge=0, description="updates between validation losses (0: none); needs validation runs")
+    eval_windows: int = Field(16, ge=1, description="fixed validation windows scored")
     forcing_target: Literal["q_forcing_total", "q_subgrid_forcing"] = Field(
         "q_forcing_total", description="forcing the network learns and is scaled by")
     seed: int = 0
@@ -65,6 +68,8 @@ class Experiment(FrozenSpec):
         if not self.loss.needs_rollout() and self.training.rollout_steps > 0:
             raise ValueError(f"training.rollout_steps: loss {self.loss.kind!r} never looks "
                              "at rollouts; set rollout_steps to 0 to train offline")
+        if self.training.eval_every and not self.reference.n_val_runs:
+            raise ValueError("training.eval_every: validation needs reference.n_val_runs >= 1")
         ratio = self.reference.sample_seconds / self.stepper.dt
         if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
             raise ValueError(

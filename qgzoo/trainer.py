@@ -151,6 +151,15 @@ def _atomic_serialise(path: pathlib.Path, tree):
     os.replace(tmp, path)
 
 
+def _batch(experiment: Experiment, data: ReferenceData, runs, starts, length: int, dtype):
+    """(q, forcing) windows as arrays; forcing is None when the loss does not use it."""
+    q = jnp.asarray(data.windows("q", runs, starts, length), dtype)
+    if not experiment.loss.needs_forcing():
+        return q, None
+    target = experiment.training.forcing_target
+    return q, jnp.asarray(data.windows(target, runs, starts, length), dtype)
+
+
 def _make_update(setup: Setup, optimizer):
     @eqx.filter_jit
     def update(params, static, opt_state, q_batch, forcing_batch):
@@ -204,6 +213,16 @@ def train(experiment: Experiment | dict, out: str | pathlib.Path | None = None, 
 
     update = _make_update(setup, optimizer)
     dtype = setup.lores.filtr.dtype
+    if cfg.eval_every:
+        # The same validation windows all along, so the scores are comparable.
+        validation = data.split("validation")
+        if not validation.n_runs:
+            raise ValueError("training.eval_every needs data with validation runs")
+        val_length = cfg.rollout_steps + 1
+        windows = draw_windows(validation, cfg.eval_windows, val_length,
+                               np.random.default_rng([cfg.seed]))
+        validation_batch = _batch(experiment, validation, *windows, val_length, dtype)
+        validation_loss = eqx.filter_jit(setup.batch_loss)
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     bar = tqdm(range(step, end), initial=step, total=cfg.steps, desc="train",
                unit="update", disable=not progress)
@@ -213,18 +232,23 @@ def train(experiment: Experiment | dict, out: str | pathlib.Path | None = None, 
             length = cfg.rollout_steps_at(step) + 1
             rng = np.random.default_rng([cfg.seed, step])
             runs, starts = draw_windows(train_data, cfg.batch_size, length, rng)
-            q = jnp.asarray(train_data.windows("q", runs, starts, length), dtype)
-            forcing = (jnp.asarray(train_data.windows(cfg.forcing_target, runs, starts, length),
-                                   dtype) if experiment.loss.needs_forcing() else None)
+            q, forcing = _batch(experiment, train_data, runs, starts, length, dtype)
             t0 = time.perf_counter()
             params, opt_state, loss, finite = update(params, static, opt_state, q, forcing)
             loss, finite = float(loss), bool(finite)
             skipped += not finite
             # A non-finite loss is logged as null: log.jsonl stays strict JSON.
-            record = dict(step=step, loss=loss if finite else None, finite=finite, rollout_steps=length - 1,
-                          skipped=skipped, seconds=round(time.perf_counter() - t0, 4))
+            record = dict(step=step, loss=loss if finite else None, finite=finite,
+                          rollout_steps=length - 1, skipped=skipped,
+                          seconds=round(time.perf_counter() - t0, 4))
+            if cfg.eval_every and ((step + 1) % cfg.eval_every == 0 or step + 1 == end):
+                value = float(validation_loss(params, static, *validation_batch))
+                record["val_loss"] = value if np.isfinite(value) else None
             history.append(record)
-            bar.set_postfix(loss=f"{loss:.4g}", T=length - 1, skipped=skipped)
+            postfix = dict(loss=f"{loss:.4g}", T=length - 1, skipped=skipped)
+            if record.get("val_loss") is not None:
+                postfix["val"] = f"{record['val_loss']:.4g}"
+            bar.set_postfix(**postfix)
             if log is not None:
                 log.write(json.dumps(record) + "\n")
                 log.flush()

@@ -7,13 +7,16 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from pydantic import ValidationError
 from pyqg_jax.steppers import AB3Stepper
 
 import qgzoo
 from qgzoo import qg
 from qgzoo.networks import CNNSpec, trainable
 from qgzoo.reference import FieldStats
+from qgzoo.losses import StateMSESpec
 from qgzoo.rollout import parameterized_model, rollout_loss
+from qgzoo.trainer import Setup, draw_windows
 
 from qgzoo.presets import SMALL_REFERENCE
 
@@ -200,3 +203,28 @@ def test_online_training_runs_in_single_precision(small_data):
         training={"steps": 2, "batch_size": 2, "rollout_steps": 2})
     trained = qgzoo.train(spec, data=small_data, progress=False)
     assert all(h["finite"] and h["loss"] > 0 for h in trained.history)
+
+
+def test_validation_loss_is_scored_on_fixed_validation_windows(small_data):
+    data = qgzoo.ReferenceData(small_data.fields, n_test_runs=1, n_val_runs=1)
+    spec = qgzoo.Experiment(
+        reference={**SMALL_REFERENCE, "n_val_runs": 1}, network=TINY_CNN,
+        loss={"kind": "state_mse"},
+        training={"steps": 5, "batch_size": 2, "rollout_steps": 2, "eval_every": 2,
+                  "eval_windows": 3})
+    trained = qgzoo.train(spec, data=data, progress=False)
+    assert [h["step"] for h in trained.history if "val_loss" in h] == [1, 3, 4]
+    # The last score, recomputed by hand on run 2 (the validation run) with the same windows.
+    validation = data.split("validation")
+    assert validation.n_runs == 1
+    runs, starts = draw_windows(validation, 3, 3, np.random.default_rng([0]))
+    q = jnp.asarray(np.stack([small_data.fields["q"][2, s:s + 3] for s in starts]))
+    setup = Setup.build(spec, data.split("train").stats())
+    score = StateMSESpec().build(setup.stats, setup.lores).state_term
+    model = parameterized_model(setup.lores, trained.parameterization, setup.stepper)
+    expected = np.mean([float(rollout_loss(model, w, steps_per_sample=1, chunk=10,
+                                           state_term=score)) for w in q])
+    np.testing.assert_allclose(trained.history[-1]["val_loss"], expected, rtol=1e-6)
+
+    with pytest.raises(ValidationError, match="n_val_runs"):
+        qgzoo.Experiment(reference=SMALL_REFERENCE, training={"eval_every": 2})
