@@ -32,12 +32,12 @@ class AbstractLoss(eqx.Module):
 
 class StateMSE(AbstractLoss):
     q_variance: jax.Array
-    scales: jax.Array | None = None
+    wavenumber_mask: jax.Array | None = None  # (ny, nx // 2 + 1): 1 where scored
 
     def state_term(self, q_pred, q_ref):
         error = q_pred - q_ref
-        if self.scales is not None:
-            error = jnp.fft.irfftn(jnp.fft.rfftn(error, axes=(-2, -1)) * self.scales,
+        if self.wavenumber_mask is not None:
+            error = jnp.fft.irfftn(jnp.fft.rfftn(error, axes=(-2, -1)) * self.wavenumber_mask,
                                    axes=(-2, -1), s=error.shape[-2:])
         return jnp.mean(jnp.mean(error**2, axis=(-2, -1)) / self.q_variance)
 
