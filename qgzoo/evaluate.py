@@ -21,11 +21,10 @@ def heldout_rollout_error(experiment: Experiment, parameterization, test: Refere
     layer is divided by that layer's variance of q in the training data; ``scales``
     as in ``StateMSESpec``.
     """
-    q = test.fields["q"]
-    n_runs, n_samples = q.shape[:2]
-    per_run = max(1, n_windows // n_runs)
-    starts = np.linspace(0, n_samples - rollout_steps - 1, per_run).astype(int)
-    windows = np.stack([q[r, s:s + rollout_steps + 1] for r in range(n_runs) for s in starts])
+    per_run = max(1, n_windows // test.n_runs)
+    starts = np.linspace(0, test.n_samples - rollout_steps - 1, per_run).astype(int)
+    runs = np.repeat(np.arange(test.n_runs), per_run)
+    windows = test.windows("q", runs, np.tile(starts, test.n_runs), rollout_steps + 1)
     lores = experiment.reference.lores_model()
     model = parameterized_model(lores, parameterization, experiment.stepper.build())
     score = StateMSESpec(scales=scales).build(stats, lores).state_term

@@ -16,7 +16,6 @@ The store's attributes hold the spec, the qgzoo version and the sanity checks.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import os
 import pathlib
@@ -31,7 +30,7 @@ import zarr
 from pyqg_jax.steppers import AB3Stepper, SteppedModel
 from tqdm.auto import tqdm
 
-from qgzoo import qg
+from qgzoo import plugins, qg
 from qgzoo.reference import FIELDS, ReferenceData, ReferenceSpec, coarsener_name
 from qgzoo.spec import CoarsenerSpec
 
@@ -49,13 +48,6 @@ KE_TREND_LIMIT = 0.25  # |trend over the kept period| / mean kinetic energy
 
 class StoreError(RuntimeError):
     """A store that does not match its spec, or is incomplete."""
-
-
-def _version() -> str:
-    try:
-        return importlib.metadata.version("qgzoo")
-    except importlib.metadata.PackageNotFoundError:
-        return "dev"
 
 
 def store_key(spec: ReferenceSpec) -> str:
@@ -169,7 +161,7 @@ def _create(root: zarr.Group, spec: ReferenceSpec):
     time_array = hires.create_array("time", shape=time.shape, dtype=time.dtype,
                                     dimension_names=["time"])
     time_array[:] = time
-    root.attrs.update(qgzoo_spec=spec.model_dump(mode="json"), qgzoo_version=_version(),
+    root.attrs.update(qgzoo_spec=spec.model_dump(mode="json"), qgzoo_version=plugins.distribution_version("qgzoo") or "dev",
                       data_version=DATA_VERSION, complete=False)
 
 

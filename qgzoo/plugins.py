@@ -166,8 +166,7 @@ def load_registry(only: list[str] | None = None) -> Registry:
     from qgzoo import builtin
 
     registry = Registry()
-    version = importlib.metadata.version("qgzoo") if _has_dist("qgzoo") else "dev"
-    registry.add_plugin(builtin, "builtin", "qgzoo", version)
+    registry.add_plugin(builtin, "builtin", "qgzoo", distribution_version("qgzoo") or "dev")
     for ep in importlib.metadata.entry_points(group="qgzoo"):
         if only is not None and ep.name not in only:
             continue
@@ -182,12 +181,12 @@ def load_registry(only: list[str] | None = None) -> Registry:
     return registry
 
 
-def _has_dist(name):
+def distribution_version(name: str) -> str | None:
+    """The installed version of distribution ``name``, or None if it is not installed."""
     try:
-        importlib.metadata.distribution(name)
-        return True
+        return importlib.metadata.version(name)
     except importlib.metadata.PackageNotFoundError:
-        return False
+        return None
 
 
 _current: Registry | None = None

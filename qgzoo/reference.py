@@ -210,16 +210,6 @@ class ReferenceData:
             if name not in dataset:
                 raise ValueError(f"dataset lacks variable {name!r} (has {sorted(dataset)})")
             variable = dataset[name].transpose("run", "time", "lev", "y", "x").variable
-            fields[name] = _Lazy(variable)
+            fields[name] = _Runs(variable, 0, variable.shape[0])
         return cls(fields, n_test_runs, n_val_runs)
-
-
-class _Lazy:
-    """Index an xarray Variable lazily, returning numpy arrays."""
-
-    def __init__(self, variable):
-        self.variable, self.shape = variable, variable.shape
-
-    def __getitem__(self, key):
-        return np.asarray(self.variable[key].values)
 

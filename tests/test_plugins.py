@@ -71,18 +71,10 @@ def _install_plugin_dist():
                     f"{done.stderr[-2000:]}")
 
 
-def _has_distribution(name):
-    try:
-        importlib.metadata.distribution(name)
-        return True
-    except importlib.metadata.PackageNotFoundError:
-        return False
-
-
 @pytest.fixture(scope="session")
 def installed_plugin_dist():
     """``qgzoo-testplugin`` installed in this environment and importable in this process."""
-    if not _has_distribution(PLUGIN_DISTRIBUTION):
+    if plugins.distribution_version(PLUGIN_DISTRIBUTION) is None:
         _install_plugin_dist()
     importlib.invalidate_caches()
     with pytest.MonkeyPatch.context() as patch:
