@@ -1,4 +1,4 @@
-"""The ``qgzoo`` command: list plugins, print the spec schema, train, run the demo."""
+"""The ``qgzoo`` command: plugins, specs, training, data, comparison, the zoo, the demo."""
 
 from __future__ import annotations
 
@@ -71,10 +71,50 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("path", type=pathlib.Path, metavar="PATH")
     info.set_defaults(command=data_info_command)
 
-    demo = commands.add_parser("demo", help="train and compare a few parameterizations")
-    demo.add_argument("--quick", action="store_true", help="a smaller, faster demo")
+    comparing = commands.add_parser(
+        "compare", help="compare parameterizations: leaderboard, scores, figures, report")
+    comparing.add_argument(
+        "entries", nargs="*", metavar="ENTRY",
+        help="zoo entry names, trained folders, experiment or network JSON files, or network "
+             "kinds (default: every zoo entry)")
+    comparing.add_argument(
+        "--benchmark", action="append", metavar="NAME", dest="benchmarks",
+        help=f"reference to score on, repeatable; the first makes the leaderboard "
+             f"(default: {compare_defaults()}; choices: {', '.join(REFERENCES)})")
+    comparing.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs/compare"),
+                           metavar="DIR", help="output folder (default: runs/compare)")
+    comparing.add_argument("--no-cache", action="store_true", help="recompute every run")
+    comparing.add_argument("--no-figures", action="store_true", help="skip the figures")
+    comparing.set_defaults(command=compare_command)
+
+    zoo_parser = commands.add_parser("zoo", help="list, show, reproduce the zoo's entries")
+    zoo_commands = zoo_parser.add_subparsers(title="zoo commands", required=True, metavar="COMMAND")
+    zoo_commands.add_parser("list", help="list the entries").set_defaults(command=zoo_list_command)
+    showing = zoo_commands.add_parser("show", help="print an entry's model card")
+    showing.add_argument("name", metavar="NAME")
+    showing.set_defaults(command=zoo_show_command)
+    rebuilding = zoo_commands.add_parser(
+        "build", help="reproduce an entry: train it from its spec, score it, write its card")
+    rebuilding.add_argument("names", nargs="+", metavar="NAME")
+    rebuilding.add_argument("--no-train", action="store_true",
+                            help="keep the trained weights, only rescore and rewrite the card")
+    rebuilding.set_defaults(command=zoo_build_command)
+    shipping = zoo_commands.add_parser(
+        "benchmark", help="derive a reference's benchmark from its store (built if needed) "
+                          "into registry/references")
+    shipping.add_argument("name", choices=sorted(REFERENCES), metavar="NAME")
+    shipping.set_defaults(command=zoo_benchmark_command)
+
+    demo = commands.add_parser("demo", help="compare the shipped zoo and write the report")
+    demo.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs/demo"),
+                      metavar="DIR", help="output folder (default: runs/demo)")
     demo.set_defaults(command=demo_command)
     return parser
+
+
+def compare_defaults() -> str:
+    from qgzoo.compare import MAIN_BENCHMARK, TRANSFER_BENCHMARK
+    return f"{MAIN_BENCHMARK} then {TRANSFER_BENCHMARK}"
 
 
 def plugins_command(args: argparse.Namespace) -> int:
@@ -181,7 +221,7 @@ def data_build_command(args: argparse.Namespace) -> int:
     except (OSError, json.JSONDecodeError) as error:
         print(f"error: cannot read {args.spec}: {error}", file=sys.stderr)
         return 2
-    path = args.out or generate.cache_dir() / f"reference-{generate.store_key(spec)}.zarr"
+    path = args.out or generate.store_path(spec)
     try:
         generate.build(spec, path, progress=not args.no_progress)
     except generate.StoreError as error:
@@ -201,11 +241,77 @@ def data_info_command(args: argparse.Namespace) -> int:
     return 0
 
 
+def compare_command(args: argparse.Namespace) -> int:
+    """Compare entries and write the leaderboard, scores, figures and report."""
+    from qgzoo import compare
+
+    benchmarks = args.benchmarks or (compare.MAIN_BENCHMARK, compare.TRANSFER_BENCHMARK)
+    try:
+        comparison = compare.compare(args.entries or None, benchmarks, out=args.out,
+                                     cache=not args.no_cache, figures=not args.no_figures)
+    except (ValueError, KeyError, FileNotFoundError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print()
+    print(comparison.table())
+    return 0
+
+
+def zoo_list_command(args: argparse.Namespace) -> int:
+    """One line per entry: name, network kind, how it was trained."""
+    from qgzoo import zoo
+
+    for name in zoo.names():
+        spec = zoo.experiment(name)
+        training = spec.training
+        how = ("fixed constants" if not training.steps else
+               f"online, T = {training.rollout_steps} samples" if training.rollout_steps else
+               f"offline, on {training.forcing_target}")
+        print(f"{name:20} {spec.network.kind:24} {how}")
+    return 0
+
+
+def zoo_show_command(args: argparse.Namespace) -> int:
+    """Print the model card of an entry."""
+    from qgzoo import zoo
+
+    try:
+        print(zoo.card(args.name))
+    except KeyError as error:
+        print(f"error: {error.args[0]}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def zoo_build_command(args: argparse.Namespace) -> int:
+    """Train, score and write the card of each named entry."""
+    from qgzoo import zoo
+
+    for name in args.names:
+        try:
+            path = zoo.build(name, train=not args.no_train)
+        except KeyError as error:
+            print(f"error: {error.args[0]}", file=sys.stderr)
+            return 2
+        print(f"{name}: {path / zoo.CARD}")
+    return 0
+
+
+def zoo_benchmark_command(args: argparse.Namespace) -> int:
+    """Write registry/references/NAME.npz from the reference store."""
+    from qgzoo import compare, zoo
+
+    path = zoo.registry_dir() / "references" / f"{args.name}.npz"
+    path.unlink(missing_ok=True)
+    print(compare.benchmark(args.name).save(path))
+    return 0
+
+
 def demo_command(args: argparse.Namespace) -> int:
     """Run ``qgzoo.demo.main`` (imported only when asked for)."""
     from qgzoo import demo
 
-    demo.main(quick=args.quick)
+    demo.main(out=args.out)
     return 0
 
 

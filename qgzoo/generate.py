@@ -60,6 +60,11 @@ def cache_dir() -> pathlib.Path:
     return pathlib.Path(os.environ.get("QGZOO_CACHE", pathlib.Path.home() / ".cache" / "qgzoo"))
 
 
+def store_path(spec: ReferenceSpec) -> pathlib.Path:
+    """Where the cache keeps the store of ``spec``."""
+    return cache_dir() / f"reference-{store_key(spec)}.zarr"
+
+
 def _plan(spec: ReferenceSpec) -> list[tuple[str, int]]:
     """The chunks of a build: ("spinup", steps) then ("samples", n) then ("snapshots", n)."""
     chunks = [("spinup", min(SPINUP_CHUNK, spec.spinup_steps - start))
@@ -345,6 +350,6 @@ def load_reference(spec: ReferenceSpec, coarsener: CoarsenerSpec, *,
                    progress: bool = True) -> ReferenceData:
     """The data of ``spec`` coarsened by ``coarsener``, from the cache or built there."""
     full = spec.with_coarsener(coarsener)
-    path = cache_dir() / f"reference-{store_key(full)}.zarr"
+    path = store_path(full)
     build(full, path, progress=progress)
     return open_reference(path, coarsener, full)

@@ -3,7 +3,8 @@
 ``run_online`` advances an ensemble of low-resolution runs (vmapped, compiled
 once) and keeps only what the comparison scores: the last few snapshots of q,
 a per-interval kinetic-energy series for plots, and the step at which each run
-blew up, if it did. ``cost_ms_per_step`` times one run of the same model.
+blew up, if it did. ``cost_ms_per_step`` times one run of the same model
+(``step_timer`` for timings interleaved across models).
 
 A run blows up when its q stops being finite (checked after every step) or its
 kinetic energy exceeds ``max_ke_ratio`` times its initial value (checked at the
@@ -155,17 +156,14 @@ def run_online(lores_model, parameterization, stepper, q0, *, n_steps: int,
                      wall_seconds=wall_seconds, compile_seconds=compile_seconds)
 
 
-def cost_ms_per_step(lores_model, parameterization, stepper, q0, n_steps: int, *,
-                     repeats: int = 5) -> float:
-    """Milliseconds per low-resolution step of the parameterized model, for one run.
+def step_timer(lores_model, parameterization, stepper, q0, n_steps: int):
+    """A compiled, warmed-up loop of ``n_steps`` steps from q0 (nz, ny, nx), 1/s.
 
-    ``q0`` (nz, ny, nx) in 1/s is the initial state; the compiled loop of
-    ``n_steps`` steps is run once to warm up, then timed ``repeats`` times
-    (``block_until_ready``) and the median is returned. Compare costs measured
-    in the same process, as ratios; absolute values depend on the machine's load.
+    Returns a function of no arguments that runs the loop once and returns its
+    wall time in seconds (``block_until_ready``).
     """
-    if n_steps < 1 or repeats < 1:
-        raise ValueError(f"n_steps ({n_steps}) and repeats ({repeats}) must be positive")
+    if n_steps < 1:
+        raise ValueError(f"n_steps must be positive, got {n_steps}")
     q0 = jnp.asarray(q0, lores_model.filtr.dtype)
     if q0.ndim != 3:
         raise ValueError(f"q0 must be (nz, ny, nx), got shape {q0.shape}")
@@ -179,9 +177,24 @@ def cost_ms_per_step(lores_model, parameterization, stepper, q0, n_steps: int, *
 
     compiled = jax.jit(advance).lower(arrays, q0).compile()
     jax.block_until_ready(compiled(arrays, q0))
-    seconds = []
-    for _ in range(repeats):
+
+    def timed() -> float:
         start = time.perf_counter()
         jax.block_until_ready(compiled(arrays, q0))
-        seconds.append(time.perf_counter() - start)
-    return 1e3 * statistics.median(seconds) / n_steps
+        return time.perf_counter() - start
+    return timed
+
+
+def cost_ms_per_step(lores_model, parameterization, stepper, q0, n_steps: int, *,
+                     repeats: int = 5) -> float:
+    """Milliseconds per low-resolution step of the parameterized model, for one run.
+
+    ``q0`` (nz, ny, nx) in 1/s is the initial state; the compiled loop of
+    ``n_steps`` steps (``step_timer``) is timed ``repeats`` times and the median
+    is returned. Compare costs measured in the same process, as ratios; absolute
+    values depend on the machine's load.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be positive, got {repeats}")
+    timer = step_timer(lores_model, parameterization, stepper, q0, n_steps)
+    return 1e3 * statistics.median(timer() for _ in range(repeats)) / n_steps

@@ -1,0 +1,345 @@
+"""Side-by-side comparison of parameterizations on the same references and metrics.
+
+``compare`` runs every entry (a zoo name, a trained folder, or an inline spec,
+see ``resolve``) on each benchmark: a low-resolution run from every held-out
+initial state for the reference's length (``qgzoo.online``), its climate, the 18
+similarity scores against the unparameterized model, its stability, its cost
+per step measured in the same process, and its offline skill. Finished runs are
+cached under ``<out>/cache`` by content, so adding an entry computes only it.
+The reference side is a ``qgzoo.benchmark.Benchmark``; ``qgzoo.report`` writes
+the leaderboard and report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+import json
+import math
+import pathlib
+import time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from qgzoo import climate as climates
+from qgzoo import metrics, online, plugins, qg, report
+from qgzoo.benchmark import Benchmark, benchmark, content_hash
+from qgzoo.experiment import Experiment
+from qgzoo.networks import AbstractParameterization, NoClosure, Scale
+from qgzoo.reference import FieldStats
+from qgzoo.spec import build_component
+
+#: The reference of the leaderboard's main columns, and the transfer reference.
+MAIN_BENCHMARK = "eddy-128-32"
+TRANSFER_BENCHMARK = "jet-128-32"
+BASELINE = "no parameterization"
+
+
+# --- the parameterizations --------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Entry:
+    """A parameterization to compare, with the stepper it runs with."""
+
+    name: str
+    parameterization: AbstractParameterization
+    stepper: dict
+    history: tuple[dict, ...] = ()
+    """Training log records (``log.jsonl``), for loss curves."""
+    source: str = ""
+
+    @property
+    def key(self) -> str:
+        buffer = io.BytesIO()
+        eqx.tree_serialise_leaves(buffer, self.parameterization)
+        return content_hash(buffer.getvalue(), type(self.parameterization).__qualname__, self.stepper)
+
+
+def _fitted(tree) -> bool:
+    """Whether ``tree`` holds scales fitted to data (a network that must be trained)."""
+    return any(isinstance(leaf, Scale) for leaf in
+               jax.tree.leaves(tree, is_leaf=lambda x: isinstance(x, Scale)))
+
+
+def entry_from_experiment(name: str, experiment: Experiment, source: str = "") -> Entry:
+    """An untrained entry: a network with constants only (a physical closure, none)."""
+    parameterization = experiment.network.build(
+        FieldStats.placeholder(), key=jax.random.key(experiment.training.seed),
+        target=experiment.training.forcing_target)
+    if _fitted(parameterization):
+        raise ValueError(f"{name}: network {experiment.network.kind!r} is fitted to data; "
+                         f"train it first (`qgzoo train`) and compare the trained folder")
+    return Entry(name, parameterization, experiment.stepper.model_dump(mode="json"),
+                 source=source or "spec")
+
+
+def entry_from_folder(folder: str | pathlib.Path, name: str | None = None) -> Entry:
+    """An entry from a folder with experiment.json and, if trained, parameterization.eqx."""
+    from qgzoo import trainer
+    folder = pathlib.Path(folder)
+    name = name or folder.name
+    if (folder / "parameterization.eqx").exists():
+        trained = trainer.load(folder)
+        return Entry(name, trained.parameterization,
+                     trained.experiment.stepper.model_dump(mode="json"),
+                     tuple(trained.history), source=str(folder))
+    if not (folder / "experiment.json").exists():
+        raise FileNotFoundError(f"{folder} has no experiment.json")
+    return entry_from_experiment(name, Experiment.from_file(folder / "experiment.json"),
+                                 str(folder))
+
+
+def resolve(item) -> Entry:
+    """An ``Entry`` from a zoo name, a folder, a JSON file, a network kind or spec dict.
+
+    - a zoo entry's name (``qgzoo zoo list``);
+    - a folder written by ``qgzoo train`` (or holding only experiment.json);
+    - a JSON file: an Experiment, or a network spec ``{"kind": ..., ...}``;
+    - a registered network kind (``"smagorinsky"``) with its default constants;
+    - a dict: a network spec, or an Experiment; an ``Experiment``; an ``Entry``.
+    """
+    from qgzoo import zoo
+    if isinstance(item, Entry):
+        return item
+    if isinstance(item, Experiment):
+        return entry_from_experiment(item.network.kind, item)
+    if isinstance(item, dict):
+        if "kind" in item:
+            experiment = Experiment(network=item, loss={"kind": "state_mse"})
+            label = ", ".join(f"{k}={v}" for k, v in item.items() if k != "kind")
+            return entry_from_experiment(f"{item['kind']}({label})" if label else item["kind"],
+                                         experiment)
+        return entry_from_experiment(item.get("network", {}).get("kind", "spec"),
+                                     Experiment.model_validate(item))
+    item = str(item)
+    if item in zoo.names():
+        return zoo.entry(item)
+    path = pathlib.Path(item)
+    if path.is_dir():
+        return entry_from_folder(path)
+    if path.suffix == ".json" and path.is_file():
+        data = json.loads(path.read_text())
+        entry = resolve(data)
+        return dataclasses.replace(entry, name=path.stem, source=str(path))
+    if item in plugins.registry().kinds["network"]:
+        return resolve({"kind": item})
+    raise ValueError(f"{item!r} is neither a zoo entry ({', '.join(zoo.names()) or 'none'}), "
+                     f"a folder, a JSON file, nor a network kind")
+
+
+# --- running one entry ----------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    """One entry on one benchmark: its online runs and offline skill."""
+
+    climate: climates.Climate | None
+    blowup_step: np.ndarray
+    """(runs,) low-resolution step at which each run blew up, -1 if it did not."""
+    ke: np.ndarray
+    """(runs, intervals, nz) kinetic energy u^2 + v^2 at ``ke_steps``, m^2/s^2."""
+    ke_steps: np.ndarray
+    snapshot: np.ndarray
+    """(nz, n, n) last q of the first run, 1/s (NaN if it blew up)."""
+    offline: dict[str, np.ndarray]
+    """``metrics.offline_scores`` of the forcing at the held-out samples, per layer."""
+    transfer: np.ndarray
+    """(nkr,) energy transfer spectrum of the predicted forcing, m^3/s^3."""
+    dt: float
+    run_seconds: float
+
+    @property
+    def stable(self) -> int:
+        return int(np.sum(self.blowup_step < 0))
+
+    def save(self, path: pathlib.Path) -> None:
+        arrays = dict(blowup_step=self.blowup_step, ke=self.ke, ke_steps=self.ke_steps,
+                      snapshot=self.snapshot, transfer=self.transfer,
+                      dt=np.array(self.dt), run_seconds=np.array(self.run_seconds))
+        arrays |= {f"offline/{k}": v for k, v in self.offline.items()}
+        if self.climate is not None:
+            arrays |= self.climate.arrays("climate/")
+        tmp = path.with_name(path.name + ".tmp.npz")
+        np.savez(tmp, **arrays)
+        tmp.replace(path)
+
+    @classmethod
+    def load(cls, path: pathlib.Path) -> "Result":
+        with np.load(path) as a:
+            return cls(
+                climate=climates.Climate.from_arrays(a, "climate/") if "climate/kr" in a else None,
+                blowup_step=a["blowup_step"], ke=a["ke"], ke_steps=a["ke_steps"],
+                snapshot=a["snapshot"], transfer=a["transfer"], dt=float(a["dt"]),
+                run_seconds=float(a["run_seconds"]),
+                offline={k[len("offline/"):]: a[k] for k in a if k.startswith("offline/")})
+
+
+def _forcing_fn(model, parameterization):
+    if isinstance(parameterization, NoClosure):
+        return None
+    return lambda q: parameterization.q_forcing(model.get_full_state(qg.state_from_q(model, q)),
+                                                model)
+
+
+def run_entry(entry: Entry, bench: Benchmark) -> Result:
+    """Run ``entry`` from the benchmark's held-out initial states; score offline skill."""
+    lores = bench.lores_model()
+    stepper_spec = build_component("stepper", entry.stepper)
+    start = time.perf_counter()
+    run = online.run_online(lores, entry.parameterization, stepper_spec.build(), bench.initial_q,
+                            **bench.schedule(stepper_spec.dt))
+    forcing_fn = _forcing_fn(lores, entry.parameterization)
+    climate = climates.climate(lores, run.snapshots, forcing_fn)
+    if forcing_fn is None:
+        predicted = np.zeros_like(bench.offline_forcing)
+    else:
+        predicted = np.asarray(jax.jit(jax.vmap(forcing_fn))(jnp.asarray(bench.offline_q)))
+    _, transfer = bench.transfer_spectrum(predicted)
+    return Result(climate=climate, blowup_step=run.blowup_step, ke=run.ke, ke_steps=run.ke_steps,
+                  snapshot=run.snapshots[0, -1], offline=metrics.offline_scores(
+                      predicted, bench.offline_forcing),
+                  transfer=transfer, dt=stepper_spec.dt,
+                  run_seconds=time.perf_counter() - start)
+
+
+def cached_run(entry: Entry, bench: Benchmark, cache: pathlib.Path | None) -> Result:
+    """``run_entry``, read from or written to ``cache`` (a folder, None for no cache)."""
+    if cache is None:
+        return run_entry(entry, bench)
+    path = cache / bench.key / f"{entry.key}.npz"
+    if path.exists():
+        return Result.load(path)
+    result = run_entry(entry, bench)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    result.save(path)
+    return result
+
+
+# --- the comparison -------------------------------------------------------------
+
+@dataclasses.dataclass
+class Comparison:
+    """Results of entries on benchmarks, with scores, costs and a leaderboard."""
+
+    entries: list[Entry]
+    benchmarks: list[Benchmark]
+    results: dict[tuple[str, str], Result]
+    """(entry name, benchmark name) -> Result; the baseline is under ``BASELINE``."""
+    baseline: dict[str, Result]
+    """benchmark name -> the unparameterized model's result."""
+    ms_per_step: dict[str, float]
+    """entry name (and ``BASELINE``, ``"high resolution"``) -> ms per model step."""
+
+    def scores(self, entry: str, bench: str) -> dict[str, float]:
+        """The 18 similarity scores of ``entry`` on benchmark ``bench``."""
+        benchmark = next(b for b in self.benchmarks if b.name == bench)
+        return climates.similarity_scores(self.results[entry, bench].climate,
+                                          self.baseline[bench].climate, benchmark.hires,
+                                          benchmark.kmax)
+
+    def rows(self) -> list[dict]:
+        """One leaderboard row per entry, best first (stable runs, then mean score)."""
+        main, *others = self.benchmarks
+        rows = []
+        for entry in self.entries:
+            result = self.results[entry.name, main.name]
+            scores = np.array(list(self.scores(entry.name, main.name).values()))
+            blowups = result.blowup_step[result.blowup_step >= 0]
+            row = {
+                "entry": entry.name,
+                "mean": float(np.mean(scores)),
+                "min": float(np.min(scores)),
+                "better": int(np.sum(scores > 0)),
+                "stable": f"{result.stable}/{result.blowup_step.size}",
+                "blowup_days": (float(blowups.min() * result.dt / 86400) if blowups.size
+                                else None),
+                "ms_per_step": self.ms_per_step[entry.name],
+                "x_lores": self.ms_per_step[entry.name] / self.ms_per_step[BASELINE],
+                "x_hires": self.ms_per_step[entry.name] / self.ms_per_step["high resolution"],
+                "r2_upper": float(result.offline["r2_all"][0]),
+                "r2_lower": float(result.offline["r2_all"][1]),
+            }
+            for other in others:
+                row[f"mean_{other.name}"] = float(np.mean(list(
+                    self.scores(entry.name, other.name).values())))
+            rows.append(row)
+        rank = lambda r: (-int(r["stable"].split("/")[0]),
+                          -r["mean"] if math.isfinite(r["mean"]) else math.inf)
+        return sorted(rows, key=rank)
+    def score_table(self) -> list[dict]:
+        """Every similarity score: one record per (entry, benchmark)."""
+        return [{"entry": e.name, "benchmark": b.name, **self.scores(e.name, b.name)}
+                for b in self.benchmarks for e in self.entries]
+
+    def table(self, markdown: bool = False) -> str:
+        """The leaderboard as aligned text (terminal) or a Markdown table."""
+        return report.table(self, markdown)
+
+    def write(self, out: str | pathlib.Path, *, figures: bool = True) -> pathlib.Path:
+        """Write the leaderboard, scores, figures and report.md to ``out`` (``qgzoo.report``)."""
+        return report.write(self, out, figures=figures)
+
+
+def compare(entries=None, benchmarks=(MAIN_BENCHMARK, TRANSFER_BENCHMARK), *,
+            out: str | pathlib.Path | None = "runs/compare", cache: bool = True,
+            figures: bool = True, progress: bool = True) -> Comparison:
+    """Compare ``entries`` (see ``resolve``; default: every zoo entry) on ``benchmarks``.
+
+    The first benchmark makes the leaderboard's main columns, the others add a
+    mean-similarity column each (transfer). With ``out`` the leaderboard, scores,
+    figures and a report are written there, and runs are cached in ``out/cache``.
+    """
+    from qgzoo import zoo
+    resolved = [resolve(item) for item in (zoo.names() if entries is None else entries)]
+    names = [e.name for e in resolved]
+    duplicate = {n for n in names if names.count(n) > 1}
+    if duplicate:
+        raise ValueError(f"entry names must be unique; repeated: {sorted(duplicate)}")
+    benches = [b if isinstance(b, Benchmark) else benchmark(b, progress=progress)
+               for b in benchmarks]
+    cache_dir = pathlib.Path(out) / "cache" if (out is not None and cache) else None
+    none = Entry(BASELINE, NoClosure(), {"kind": "ab3", "dt": benches[0].reference.dt})
+    results, baseline = {}, {}
+    for bench in benches:
+        for entry in [none, *resolved]:
+            if progress:
+                print(f"{bench.name}: {entry.name} ...", end=" ", flush=True)
+            result = cached_run(entry, bench, cache_dir)
+            results[entry.name, bench.name] = result
+            if progress:
+                print(f"{result.stable}/{result.blowup_step.size} runs stable", flush=True)
+        baseline[bench.name] = results[BASELINE, bench.name]
+    ms_per_step = measure_costs([none, *resolved], benches[0])
+    comparison = Comparison(resolved, benches, results, baseline, ms_per_step)
+    if out is not None:
+        report = comparison.write(out, figures=figures)
+        if progress:
+            print(f"report: {report}")
+    return comparison
+
+
+def measure_costs(entries: list[Entry], bench: Benchmark, *, n_steps: int = 200,
+                  rounds: int = 5) -> dict[str, float]:
+    """ms per step of each entry's low-resolution model and of the high-resolution model.
+
+    The loops are compiled first, then timed in ``rounds`` interleaved rounds and
+    the fastest time of each is kept, so that a load that comes and goes biases
+    no model against another.
+    """
+    lores = bench.lores_model()
+    timers = {entry.name: (online.step_timer(
+        lores, entry.parameterization, build_component("stepper", entry.stepper).build(),
+        bench.initial_q[0], n_steps), n_steps) for entry in entries}
+    hires_steps = max(10, n_steps // 10)
+    hires_stepper = build_component("stepper", {"kind": "ab3", "dt": bench.reference.dt}).build()
+    timers["high resolution"] = (online.step_timer(
+        bench.hires_model(), NoClosure(), hires_stepper, bench.hires_snapshot, hires_steps),
+        hires_steps)
+    best = {name: math.inf for name in timers}
+    for _ in range(rounds):
+        for name, (timer, _steps) in timers.items():
+            best[name] = min(best[name], timer())
+    return {name: 1e3 * best[name] / steps for name, (_timer, steps) in timers.items()}
