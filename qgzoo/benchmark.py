@@ -172,7 +172,8 @@ def benchmark(name: str, *, progress: bool = True) -> Benchmark:
         raise KeyError(f"unknown reference {name!r}; presets: {sorted(REFERENCES)}")
     reference = ReferenceSpec.model_validate(REFERENCES[name])
     coarsener = {"kind": "operator1"}
-    cached = generate.cache_dir() / f"benchmark-{name}-{generate.store_key(reference)}.npz"
+    key = content_hash(RESULTS_VERSION, generate.store_key(reference))
+    cached = generate.cache_dir() / f"benchmark-{name}-{key}.npz"
     if cached.exists():
         return Benchmark.load(cached)
     full = reference.with_coarsener(build_component("coarsener", coarsener))

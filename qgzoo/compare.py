@@ -55,7 +55,10 @@ class Entry:
     def key(self) -> str:
         buffer = io.BytesIO()
         eqx.tree_serialise_leaves(buffer, self.parameterization)
-        return content_hash(buffer.getvalue(), type(self.parameterization).__qualname__, self.stepper)
+        kind = type(self.parameterization)
+        # The tree structure carries the static fields (a closure's fixed constants).
+        return content_hash(buffer.getvalue(), f"{kind.__module__}.{kind.__qualname__}",
+                            str(jax.tree.structure(self.parameterization)), self.stepper)
 
 
 def _fitted(tree) -> bool:

@@ -30,6 +30,9 @@ class TrainingSpec(FrozenSpec):
     eval_windows: int = Field(16, ge=1, description="fixed validation windows scored")
     forcing_target: Literal["q_forcing_total", "q_subgrid_forcing"] = Field(
         "q_forcing_total", description="forcing the network learns and is scaled by")
+    init_from: str | None = Field(
+        None, description="zoo entry or trained folder whose weights and scales start the "
+                          "training (same network spec): fine-tuning")
     seed: int = 0
 
     @model_validator(mode="after")

@@ -51,11 +51,11 @@ def write(comparison, out: str | pathlib.Path, *, figures: bool = True) -> pathl
     out.mkdir(parents=True, exist_ok=True)
     rows = comparison.rows()
     (out / "leaderboard.md").write_text(table(comparison, markdown=True) + "\n")
-    (out / "leaderboard.json").write_text(json.dumps(
+    (out / "leaderboard.json").write_text(json.dumps(_strict(
         {"benchmarks": [b.name for b in comparison.benchmarks], "held_out_runs": {
             b.name: b.test_runs for b in comparison.benchmarks},
          "ms_per_step": comparison.ms_per_step, "rows": rows,
-         "scores": comparison.score_table()}, indent=2, default=_json_default) + "\n")
+         "scores": comparison.score_table()}), indent=2, allow_nan=False) + "\n")
     _write_csv(out / "leaderboard.csv", rows)
     _write_csv(out / "scores.csv", comparison.score_table())
     images = {}
@@ -83,12 +83,17 @@ def _cell(key: str, row: dict) -> str:
     return f"{value:.2f}"
 
 
-def _json_default(value):
-    if isinstance(value, np.ndarray):
-        return value.tolist()
+def _strict(value):
+    """``value`` with numpy types as Python ones and non-finite floats as None (strict JSON)."""
+    if isinstance(value, dict):
+        return {k: _strict(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_strict(v) for v in value]
     if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(type(value))
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value
 
 
 def _write_csv(path: pathlib.Path, rows: list[dict]) -> None:

@@ -139,6 +139,21 @@ def load(folder: str | pathlib.Path) -> Trained:
     return Trained(experiment, parameterization, history)
 
 
+def _initial_weights(experiment: Experiment) -> AbstractParameterization:
+    """The trained parameterization ``training.init_from`` names (a zoo entry or a folder)."""
+    from qgzoo import zoo
+    name = experiment.training.init_from
+    folder = zoo.folder(name) if name in zoo.names() else pathlib.Path(name)
+    if not (folder / "parameterization.eqx").exists():
+        raise FileNotFoundError(f"training.init_from: {name!r} is neither a zoo entry nor a "
+                                f"folder with a trained parameterization")
+    start = load(folder)
+    if start.experiment.network != experiment.network:
+        raise ValueError(f"training.init_from: {name!r} has network {start.experiment.network}, "
+                         f"this experiment {experiment.network}")
+    return start.parameterization
+
+
 def _atomic_write_text(path: pathlib.Path, text: str):
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
@@ -188,6 +203,8 @@ def train(experiment: Experiment | dict, out: str | pathlib.Path | None = None, 
         data = load_reference(experiment.reference, experiment.coarsener, progress=progress)
     train_data = data.split("train")
     setup = Setup.build(experiment, train_data.stats())
+    if cfg.init_from is not None:
+        setup = dataclasses.replace(setup, parameterization=_initial_weights(experiment))
     optimizer = experiment.optimizer.build(cfg.steps)
     params, static = eqx.partition(setup.parameterization, trainable(setup.parameterization))
     opt_state = optimizer.init(params)

@@ -133,7 +133,7 @@ def _card(name, spec, comparison) -> str:
         f"- online similarity to high resolution: mean {row['mean']:.2f}, min {row['min']:.2f}, "
         f"better than no parameterization on {row['better']} of 18",
         f"- stable runs: {row['stable']}"
-        + (f", first blow-up on day {row['blowup_days']:.0f}" if row["blowup_days"] else ""),
+        + (f", first blow-up on day {row['blowup_days']:.0f}" if row["blowup_days"] is not None else ""),
         f"- cost: {row['ms_per_step']:.3g} ms/step, x{row['x_lores']:.2g} the model without "
         f"parameterization ({comparison.ms_per_step[BASELINE]:.3g} ms), x{row['x_hires']:.2g} "
         f"high resolution",
