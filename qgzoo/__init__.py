@@ -9,7 +9,9 @@ import jax
 
 jax.config.update("jax_enable_x64", True)
 
+from qgzoo import zoo  # noqa: E402
 from qgzoo.coarsen import AbstractCoarsener, Operator1, Operator2, SpectralCoarsener  # noqa: E402
+from qgzoo.comparison import Comparison, compare  # noqa: E402
 from qgzoo.experiment import Experiment, TrainingSpec, schema  # noqa: E402
 from qgzoo.hookspecs import hookimpl  # noqa: E402
 from qgzoo.losses import AbstractLoss  # noqa: E402
@@ -23,8 +25,8 @@ from qgzoo.trainer import Trained, load, train  # noqa: E402
 
 __all__ = [
     "AbstractCoarsener", "AbstractLoss", "AbstractParameterization", "CoarsenerSpec",
-    "ComponentSpec", "Experiment", "FieldStats", "LossSpec", "NetworkSpec", "NeuralClosure",
+    "Comparison", "ComponentSpec", "Experiment", "FieldStats", "LossSpec", "NetworkSpec", "NeuralClosure",
     "Operator1", "Operator2", "OptimizerSpec", "ReferenceData", "ReferenceSpec",
-    "SpectralCoarsener", "StepperSpec", "Trained", "TrainingSpec", "hookimpl", "load",
-    "registry", "schema", "train",
+    "SpectralCoarsener", "StepperSpec", "Trained", "TrainingSpec", "compare", "hookimpl",
+    "load", "registry", "schema", "train", "zoo",
 ]

@@ -64,6 +64,11 @@ class Benchmark:
                             self.coarsener)
 
     @property
+    def final_coarse_q(self) -> np.ndarray:
+        """(nz, n, n) coarsened q of the first held-out run's last sample, 1/s."""
+        return self.offline_q[OFFLINE_SAMPLES_PER_RUN - 1]
+
+    @property
     def test_runs(self) -> list[int]:
         return list(self.reference.split_runs()["test"])
 

@@ -113,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def compare_defaults() -> str:
-    from qgzoo.compare import MAIN_BENCHMARK, TRANSFER_BENCHMARK
+    from qgzoo.comparison import MAIN_BENCHMARK, TRANSFER_BENCHMARK
     return f"{MAIN_BENCHMARK} then {TRANSFER_BENCHMARK}"
 
 
@@ -243,11 +243,11 @@ def data_info_command(args: argparse.Namespace) -> int:
 
 def compare_command(args: argparse.Namespace) -> int:
     """Compare entries and write the leaderboard, scores, figures and report."""
-    from qgzoo import compare
+    from qgzoo.comparison import MAIN_BENCHMARK, TRANSFER_BENCHMARK, compare
 
-    benchmarks = args.benchmarks or (compare.MAIN_BENCHMARK, compare.TRANSFER_BENCHMARK)
+    benchmarks = args.benchmarks or (MAIN_BENCHMARK, TRANSFER_BENCHMARK)
     try:
-        comparison = compare.compare(args.entries or None, benchmarks, out=args.out,
+        comparison = compare(args.entries or None, benchmarks, out=args.out,
                                      cache=not args.no_cache, figures=not args.no_figures)
     except (ValueError, KeyError, FileNotFoundError) as error:
         print(f"error: {error}", file=sys.stderr)
@@ -299,11 +299,11 @@ def zoo_build_command(args: argparse.Namespace) -> int:
 
 def zoo_benchmark_command(args: argparse.Namespace) -> int:
     """Write registry/references/NAME.npz from the reference store."""
-    from qgzoo import compare, zoo
+    from qgzoo import benchmark, zoo
 
     path = zoo.registry_dir() / "references" / f"{args.name}.npz"
     path.unlink(missing_ok=True)
-    print(compare.benchmark(args.name).save(path))
+    print(benchmark.benchmark(args.name).save(path))
     return 0
 
 

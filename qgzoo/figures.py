@@ -1,6 +1,6 @@
 """Figures of a comparison (matplotlib, written as PNG files).
 
-``draw_all`` draws every figure of a ``qgzoo.compare.Comparison`` into a folder
+``draw_all`` draws every figure of a ``qgzoo.comparison.Comparison`` into a folder
 and returns ``{title: file name}`` for the report. Each figure is also a
 function of its own taking the comparison (and a benchmark name where it is
 about one reference) and returning a matplotlib Figure.
@@ -34,7 +34,7 @@ def _benchmark(comparison, name):
 
 def _runs(comparison, bench):
     """(label, result, line style) of the baseline then every entry."""
-    from qgzoo.compare import BASELINE
+    from qgzoo.comparison import BASELINE
     colors = plt.get_cmap("tab10")
     out = [(BASELINE, comparison.baseline[bench.name], LORES)]
     for i, entry in enumerate(comparison.entries):
@@ -69,7 +69,8 @@ def spectra(comparison, benchmark: str | None = None):
 def snapshots(comparison, benchmark: str | None = None):
     """Upper-layer q at the end of the first held-out run: high resolution and every entry."""
     bench = _benchmark(comparison, benchmark)
-    panels = [("high resolution", bench.hires_snapshot[0])]
+    panels = [("high resolution", bench.hires_snapshot[0]),
+              ("high resolution, coarsened", bench.final_coarse_q[0])]
     panels += [(label, result.snapshot[0]) for label, result, _ in _runs(comparison, bench)]
     columns = min(5, len(panels))
     rows = -(-len(panels) // columns)

@@ -104,7 +104,7 @@ def _write_csv(path: pathlib.Path, rows: list[dict]) -> None:
 
 
 def _report(comparison, images: dict[str, str]) -> str:
-    from qgzoo.compare import BASELINE
+    from qgzoo.comparison import BASELINE
     main = comparison.benchmarks[0]
     lines = ["# qgzoo comparison", "",
              f"Reference `{main.name}` ({main.reference.config}, {main.reference.hires_nx} -> "

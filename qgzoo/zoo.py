@@ -46,8 +46,8 @@ def folder(name: str) -> pathlib.Path:
 
 
 def entry(name: str):
-    """Entry ``name`` as a ``qgzoo.compare.Entry``."""
-    from qgzoo.compare import entry_from_folder
+    """Entry ``name`` as a ``qgzoo.comparison.Entry``."""
+    from qgzoo.comparison import entry_from_folder
     return entry_from_folder(folder(name), name)
 
 
@@ -89,7 +89,8 @@ def build(name: str, *, train: bool = True, progress: bool = True) -> pathlib.Pa
     cached); scores from ``qgzoo.compare`` on the main and transfer benchmarks.
     ``train=False`` only rescores an entry trained before.
     """
-    from qgzoo import compare, trainer
+    from qgzoo import trainer
+    from qgzoo.comparison import compare
     path = folder(name)
     spec = experiment(name)
     if train and spec.training.steps > 0:
@@ -97,13 +98,13 @@ def build(name: str, *, train: bool = True, progress: bool = True) -> pathlib.Pa
             (path / stale).unlink(missing_ok=True)
         trainer.train(spec, path, progress=progress)
         (path / trainer.CHECKPOINT).unlink(missing_ok=True)
-    comparison = compare.compare([name], out=None, progress=progress)
+    comparison = compare([name], out=None, progress=progress)
     (path / CARD).write_text(_card(name, spec, comparison))
     return path
 
 
 def _card(name, spec, comparison) -> str:
-    from qgzoo.compare import BASELINE
+    from qgzoo.comparison import BASELINE
     main = comparison.benchmarks[0]
     row = comparison.rows()[0]
     result = comparison.results[name, main.name]

@@ -89,3 +89,26 @@ def test_train_overrides_steps_and_defaults_out_to_runs_stem(capsys, tmp_path, m
     assert progress is False
     out_text = capsys.readouterr().out
     assert "runs/small" in out_text and "0.5" in out_text and "skipped updates: 1" in out_text
+
+
+def test_zoo_list_and_show_read_the_registry(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("QGZOO_REGISTRY", str(tmp_path))
+    spec = {"network": {"kind": "none"}, "training": {"steps": 0}}
+    (tmp_path / "plain").mkdir()
+    (tmp_path / "plain" / "experiment.json").write_text(json.dumps(spec))
+    (tmp_path / "plain" / "card.md").write_text("# plain\n\nthe card\n")
+    assert cli.main(["zoo", "list"]) == 0
+    line, = capsys.readouterr().out.splitlines()
+    assert line.split() == ["plain", "none", "fixed", "constants"]
+    assert cli.main(["zoo", "show", "plain"]) == 0
+    assert "the card" in capsys.readouterr().out
+    assert cli.main(["zoo", "show", "missing"]) == 2
+    assert "no zoo entry 'missing'; entries: plain" in capsys.readouterr().err
+
+
+def test_compare_reports_an_unknown_entry_without_a_traceback(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("QGZOO_REGISTRY", str(tmp_path))
+    assert cli.main(["compare", "no-such-closure", "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: 'no-such-closure' is neither a zoo entry")
+    assert not (tmp_path / "out").exists()

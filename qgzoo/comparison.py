@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from qgzoo import climate as climates
-from qgzoo import metrics, online, plugins, qg, report
+from qgzoo import generate, metrics, online, plugins, qg, report
 from qgzoo.benchmark import Benchmark, benchmark, content_hash
 from qgzoo.experiment import Experiment
 from qgzoo.networks import AbstractParameterization, NoClosure, Scale
@@ -293,7 +293,8 @@ def compare(entries=None, benchmarks=(MAIN_BENCHMARK, TRANSFER_BENCHMARK), *,
 
     The first benchmark makes the leaderboard's main columns, the others add a
     mean-similarity column each (transfer). With ``out`` the leaderboard, scores,
-    figures and a report are written there, and runs are cached in ``out/cache``.
+    figures and a report are written there, and runs are cached in ``out/cache``
+    (without, in ``$QGZOO_CACHE/runs``); ``cache=False`` recomputes them.
     """
     from qgzoo import zoo
     resolved = [resolve(item) for item in (zoo.names() if entries is None else entries)]
@@ -303,7 +304,9 @@ def compare(entries=None, benchmarks=(MAIN_BENCHMARK, TRANSFER_BENCHMARK), *,
         raise ValueError(f"entry names must be unique; repeated: {sorted(duplicate)}")
     benches = [b if isinstance(b, Benchmark) else benchmark(b, progress=progress)
                for b in benchmarks]
-    cache_dir = pathlib.Path(out) / "cache" if (out is not None and cache) else None
+    cache_dir = None
+    if cache:
+        cache_dir = pathlib.Path(out) / "cache" if out is not None else generate.cache_dir() / "runs"
     none = Entry(BASELINE, NoClosure(), {"kind": "ab3", "dt": benches[0].reference.dt})
     results, baseline = {}, {}
     for bench in benches:

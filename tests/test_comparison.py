@@ -11,9 +11,10 @@ import numpy as np
 import pytest
 
 import qgzoo
-from qgzoo import climate, compare, generate
+from qgzoo import climate, generate
+from qgzoo import comparison as comparing
 from qgzoo.benchmark import OFFLINE_SAMPLES_PER_RUN, Benchmark
-from qgzoo.compare import BASELINE, Entry
+from qgzoo.comparison import BASELINE, Entry
 from qgzoo.networks import AbstractParameterization, NoClosure
 from qgzoo.spec import build_component
 
@@ -55,15 +56,15 @@ def bench(small_reference, small_data):
 
 
 def counting_run_entry(monkeypatch):
-    """Patch ``compare.run_entry`` to record the names of the entries it computes."""
+    """Patch ``comparing.run_entry`` to record the names of the entries it computes."""
     computed = []
-    original = compare.run_entry
+    original = comparing.run_entry
 
     def counting(entry, bench):
         computed.append(entry.name)
         return original(entry, bench)
 
-    monkeypatch.setattr(compare, "run_entry", counting)
+    monkeypatch.setattr(comparing, "run_entry", counting)
     return computed
 
 
@@ -73,7 +74,7 @@ def compared(bench, tmp_path_factory):
     out = tmp_path_factory.mktemp("compare")
     with pytest.MonkeyPatch.context() as monkeypatch:
         computed = counting_run_entry(monkeypatch)
-        comparison = compare.compare([TWIN, UNSTABLE], benchmarks=[bench], out=out,
+        comparison = comparing.compare([TWIN, UNSTABLE], benchmarks=[bench], out=out,
                                      figures=False, progress=False)
     return comparison, out, computed
 
@@ -134,7 +135,7 @@ def test_a_twin_of_the_baseline_runs_identically_and_scores_zero(compared, bench
     baseline = comparison.baseline[NAME]
     assert baseline.stable == 1 and baseline.climate is not None
     # Run again, outside the cache: the same numbers.
-    again = compare.run_entry(TWIN, bench)
+    again = comparing.run_entry(TWIN, bench)
     np.testing.assert_array_equal(again.snapshot, baseline.snapshot)
     for name in climate.DISTRIBUTION_QUANTITIES:
         np.testing.assert_array_equal(again.climate.quantiles[name], baseline.climate.quantiles[name])
@@ -245,9 +246,9 @@ def test_runs_are_cached_by_content(compared, bench, tmp_path, monkeypatch):
     shutil.copytree(out, copy)
     computed_again = counting_run_entry(monkeypatch)
     # Costs are always measured afresh (tested above); skipped here for speed.
-    monkeypatch.setattr(compare, "measure_costs", lambda entries, bench, **_: {
+    monkeypatch.setattr(comparing, "measure_costs", lambda entries, bench, **_: {
         **{e.name: 1.0 for e in entries}, "high resolution": 10.0})
-    second = compare.compare([TWIN, UNSTABLE, DAMPED], benchmarks=[bench], out=copy,
+    second = comparing.compare([TWIN, UNSTABLE, DAMPED], benchmarks=[bench], out=copy,
                              figures=False, progress=False)
     assert computed_again == ["damped"]
     assert second.scores("none-twin", NAME) == first.scores("none-twin", NAME)
@@ -281,32 +282,32 @@ def empty_zoo(tmp_path, monkeypatch):
 
 
 def test_resolve_a_network_kind_and_refuse_what_it_cannot(empty_zoo):
-    entry = compare.resolve("none")
+    entry = comparing.resolve("none")
     assert entry.name == "none" and isinstance(entry.parameterization, NoClosure)
     assert entry.stepper["kind"] == "ab3"
-    assert compare.resolve(entry) is entry
+    assert comparing.resolve(entry) is entry
     with pytest.raises(ValueError, match="no-such-thing"):
-        compare.resolve("no-such-thing")
+        comparing.resolve("no-such-thing")
     with pytest.raises(ValueError, match="fitted to data.*train it first"):
-        compare.resolve({"kind": "cnn", "channels": [2], "kernel_sizes": [3, 3]})
+        comparing.resolve({"kind": "cnn", "channels": [2], "kernel_sizes": [3, 3]})
     with pytest.raises(ValueError, match=r"repeated: \['none'\]"):
-        compare.compare(["none", "none"], benchmarks=[], out=None, progress=False)
+        comparing.compare(["none", "none"], benchmarks=[], out=None, progress=False)
     with pytest.raises(ValueError, match="repeated"):
-        compare.compare([TWIN, dataclasses.replace(UNSTABLE, name="none-twin")], benchmarks=[],
+        comparing.compare([TWIN, dataclasses.replace(UNSTABLE, name="none-twin")], benchmarks=[],
                         out=None, progress=False)
 
 
 def test_resolve_json_files_and_folders(empty_zoo):
     spec = empty_zoo / "plain.json"
     spec.write_text(json.dumps({"kind": "none"}))
-    entry = compare.resolve(str(spec))
+    entry = comparing.resolve(str(spec))
     assert (entry.name, entry.source) == ("plain", str(spec))
     assert isinstance(entry.parameterization, NoClosure)
     experiment = qgzoo.Experiment(network={"kind": "none"}, stepper={"kind": "ab3", "dt": 1800.0})
     folder = empty_zoo / "untrained"
     folder.mkdir()
     (folder / "experiment.json").write_text(experiment.to_json())
-    entry = compare.resolve(str(folder))
+    entry = comparing.resolve(str(folder))
     assert entry.name == "untrained" and entry.stepper == {"kind": "ab3", "dt": 1800.0}
     with pytest.raises(FileNotFoundError):
-        compare.entry_from_folder(empty_zoo)
+        comparing.entry_from_folder(empty_zoo)
