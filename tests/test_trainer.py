@@ -228,3 +228,24 @@ def test_validation_loss_is_scored_on_fixed_validation_windows(small_data):
 
     with pytest.raises(ValidationError, match="n_val_runs"):
         qgzoo.Experiment(reference=SMALL_REFERENCE, training={"eval_every": 2})
+
+
+def test_fine_tuning_starts_from_the_named_weights(small_data, offline_run, tmp_path):
+    offline_run.save(tmp_path / "start")
+    # No update: the network is the one it starts from, scales and all.
+    kept = qgzoo.train(experiment(steps=0, init_from=str(tmp_path / "start")), data=small_data,
+                       progress=False)
+    assert same_weights(kept.parameterization, offline_run.parameterization)
+    # Three updates from there end elsewhere than three from a fresh network.
+    tuned = qgzoo.train(experiment(steps=3, init_from=str(tmp_path / "start")),
+                        data=small_data, progress=False)
+    fresh = qgzoo.train(experiment(steps=3), data=small_data, progress=False)
+    assert tuned.history[0]["loss"] < fresh.history[0]["loss"]
+    other = {"kind": "cnn", "channels": [4], "kernel_sizes": [3, 3]}
+    with pytest.raises(ValueError, match="init_from: .* has network"):
+        qgzoo.train(experiment(init_from=str(tmp_path / "start")).model_copy(
+            update={"network": qgzoo.Experiment(network=other).network}), data=small_data,
+            progress=False)
+    with pytest.raises(FileNotFoundError, match="neither a zoo entry nor a folder"):
+        qgzoo.train(experiment(init_from=str(tmp_path / "nowhere")), data=small_data,
+                    progress=False)
