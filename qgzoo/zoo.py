@@ -114,10 +114,13 @@ def _card(name, spec, comparison) -> str:
     if training.steps:
         seconds = sum(h["seconds"] for h in history)
         skipped = sum(not h["finite"] for h in history)
-        how = (f"{'online, ' + str(training.rollout_steps) + '-sample rollouts' if training.rollout_steps else 'offline, on ' + training.forcing_target}"
-               f", loss `{spec.loss.kind}`, {training.steps} updates of batch "
+        mode = (f"online, {training.rollout_steps}-sample rollouts" if training.rollout_steps
+                else f"offline, on {training.forcing_target}")
+        how = (f"{mode}, loss `{spec.loss.kind}`, {training.steps} updates of batch "
                f"{training.batch_size}; {seconds:.0f} s of updates on {platform.machine()} "
                f"CPU ({skipped} updates skipped)")
+        if training.init_from:
+            how = f"from the weights of `{training.init_from}`, then {how}"
     else:
         how = "not trained: constants as in the spec"
     lines = [
