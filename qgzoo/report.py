@@ -15,6 +15,7 @@ import pathlib
 import numpy as np
 
 from qgzoo import climate as climates
+from qgzoo.benchmark import starts
 from qgzoo.reference import coarsener_name
 from qgzoo.spec import build_component
 
@@ -109,8 +110,8 @@ def _report(comparison, images: dict[str, str]) -> str:
     lines = ["# qgzoo comparison", "",
              f"Reference `{main.name}` ({main.reference.config}, {main.reference.hires_nx} -> "
              f"{main.reference.lores_nx}, {coarsener_name(build_component('coarsener', main.coarsener))}); "
-             f"low-resolution runs from the first sample of the held-out runs "
-             f"{main.test_runs} for {main.reference.n_samples - 1} samples of "
+             f"low-resolution runs from samples {starts(main.reference)} of the held-out runs "
+             f"{main.test_runs}, each for {main.reference.n_samples - 1} samples of "
              f"{main.reference.sample_seconds / 3600:g} h; the high-resolution climate pools "
              f"the last {main.reference.n_hires_snapshots} samples of all "
              f"{main.reference.n_runs} runs.", "",

@@ -86,7 +86,7 @@ def test_benchmark_holds_the_held_out_runs_of_the_store(bench, small_data, small
     assert bench.test_runs == [test_run]
     q, forcing = (np.asarray(small_data.fields[name][test_run])
                   for name in ("q", "q_forcing_total"))
-    np.testing.assert_array_equal(bench.initial_q, q[None, 0])
+    np.testing.assert_array_equal(bench.initial_q, q[[0, 100, 200]])  # 3 starts of 300 samples
     samples = np.linspace(0, small_reference.n_samples - 1, OFFLINE_SAMPLES_PER_RUN).astype(int)
     assert samples[0] == 0 and samples[-1] == small_reference.n_samples - 1
     np.testing.assert_array_equal(bench.offline_q, q[samples])
@@ -133,7 +133,7 @@ def test_schedule_runs_from_the_first_to_the_last_sample(bench):
 def test_a_twin_of_the_baseline_runs_identically_and_scores_zero(compared, bench):
     comparison, _, _ = compared
     baseline = comparison.baseline[NAME]
-    assert baseline.stable == 1 and baseline.climate is not None
+    assert baseline.stable == 3 and baseline.climate is not None
     # Run again, outside the cache: the same numbers.
     again = comparing.run_entry(TWIN, bench)
     np.testing.assert_array_equal(again.snapshot, baseline.snapshot)
@@ -143,7 +143,7 @@ def test_a_twin_of_the_baseline_runs_identically_and_scores_zero(compared, bench
     assert list(scores) == list(climate.METRICS)
     assert scores == {metric: 0.0 for metric in climate.METRICS}
     row = next(r for r in comparison.rows() if r["entry"] == "none-twin")
-    assert (row["mean"], row["min"], row["better"], row["stable"]) == (0.0, 0.0, 0, "1/1")
+    assert (row["mean"], row["min"], row["better"], row["stable"]) == (0.0, 0.0, 0, "3/3")
     assert row["blowup_days"] is None
 
 
@@ -152,17 +152,19 @@ def test_an_exponentially_growing_closure_blows_up_without_breaking_the_comparis
     result = comparison.results["unstable", NAME]
     n_steps = bench.schedule(3600.0)["n_steps"]
     # KE grows like exp(2 t / tau): it crosses 1e3 times its start after about 3.5 tau.
-    assert result.blowup_step.shape == (1,) and 1 <= result.blowup_step[0] <= 10
+    assert result.blowup_step.shape == (3,) and np.all((1 <= result.blowup_step)
+                                                       & (result.blowup_step <= 10))
     assert result.stable == 0 and result.climate is None
     assert np.isnan(result.snapshot).all()
-    assert np.isnan(result.ke[0, result.ke_steps >= result.blowup_step[0]]).all()
+    for run, step in enumerate(result.blowup_step):
+        assert np.isnan(result.ke[run, result.ke_steps >= step]).all()
     assert result.ke_steps[-1] == n_steps
     scores = comparison.scores("unstable", NAME)
     assert list(scores) == list(climate.METRICS) and np.isnan(list(scores.values())).all()
     rows = comparison.rows()
     assert [r["entry"] for r in rows] == ["none-twin", "unstable"]  # the unstable ranks last
     row = rows[-1]
-    assert row["stable"] == "0/1" and math.isnan(row["mean"])
+    assert row["stable"] == "0/3" and math.isnan(row["mean"])
     assert row["blowup_days"] == pytest.approx(result.blowup_step[0] * 3600.0 / 86400)
 
 
@@ -182,7 +184,7 @@ def test_the_leaderboard_files_are_written_and_parse(compared):
     with (out / "leaderboard.csv").open() as handle:
         rows = list(csv.DictReader(handle))
     assert [r["entry"] for r in rows] == names
-    assert rows[1]["stable"] == "0/1" and rows[0]["stable"] == "1/1"
+    assert rows[1]["stable"] == "0/3" and rows[0]["stable"] == "3/3"
     assert float(rows[0]["mean"]) == 0.0 and math.isnan(float(rows[1]["mean"]))
     with (out / "scores.csv").open() as handle:
         scores = list(csv.DictReader(handle))
@@ -256,7 +258,7 @@ def test_runs_are_cached_by_content(compared, bench, tmp_path, monkeypatch):
                                   first.results["unstable", NAME].blowup_step)
     assert second.results["unstable", NAME].climate is None  # read back from the cache
     damped = second.scores("damped", NAME)
-    assert second.results["damped", NAME].stable == 1
+    assert second.results["damped", NAME].stable == 3
     assert all(math.isfinite(v) for v in damped.values())
 
 

@@ -193,6 +193,6 @@ def test_shipped_benchmarks_match_their_presets():
         assert bench.reference == preset.with_coarsener(operator1), bench.name
         assert bench.coarsener == {"kind": "operator1"}
         n = bench.reference.lores_nx
-        assert bench.initial_q.shape == (bench.reference.n_test_runs, 2, n, n)
+        assert bench.initial_q.shape == (3 * bench.reference.n_test_runs, 2, n, n)
         assert bench.hires.n_snapshots == bench.reference.n_runs * bench.reference.n_hires_snapshots
         assert all(np.isfinite(v).all() for v in bench.hires.quantiles.values())
