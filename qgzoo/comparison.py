@@ -268,6 +268,8 @@ class Comparison:
             for other in others:
                 row[f"mean_{other.name}"] = float(np.mean(list(
                     self.scores(entry.name, other.name).values())))
+                transfer = self.results[entry.name, other.name]
+                row[f"stable_{other.name}"] = f"{transfer.stable}/{transfer.blowup_step.size}"
             rows.append(row)
         rank = lambda r: (-int(r["stable"].split("/")[0]),
                           -r["mean"] if math.isfinite(r["mean"]) else math.inf)

@@ -28,7 +28,10 @@ def columns(comparison) -> list[tuple[str, str]]:
                ("ms_per_step", "ms/step"), ("x_lores", "x no param"),
                ("x_hires", "x high res"), ("r2_upper", "offline R2 upper"),
                ("r2_lower", "offline R2 lower")]
-    return columns + [(f"mean_{b.name}", f"mean similarity ({b.name})") for b in others]
+    for other in others:
+        columns += [(f"mean_{other.name}", f"mean similarity ({other.name})"),
+                    (f"stable_{other.name}", "stable runs")]
+    return columns
 
 
 def table(comparison, markdown: bool = False) -> str:
