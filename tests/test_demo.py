@@ -26,9 +26,9 @@ def test_demo_compares_every_shipped_entry(every_plugin, tmp_path):
     assert comparison.scores("none", "eddy-128-32") == {
         name: 0.0 for name in comparison.scores("none", "eddy-128-32")}
     # The CNN fitted offline and its online fine-tuning beat no parameterization
-    # on the high-resolution climate (the README's leaderboard has 14 and 15 of 18).
+    # on the high-resolution climate (the README's leaderboard has 16 and 14 of 18).
     for name in ("cnn-offline", "cnn-finetuned"):
-        assert rows[name]["stable"] == "2/2"
+        assert rows[name]["stable"] == "6/6"
         assert rows[name]["mean"] > 0 and rows[name]["better"] >= 12, rows[name]
     # Costs are ratios to models timed in the same process.
     costs = comparison.ms_per_step
