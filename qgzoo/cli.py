@@ -11,6 +11,7 @@ import sys
 from pydantic import ValidationError
 
 from qgzoo import generate, plugins
+from qgzoo.comparison import MAIN_BENCHMARK, TRANSFER_BENCHMARK, compare
 from qgzoo.experiment import Experiment, schema
 from qgzoo.presets import REFERENCES, seed_experiment, small_experiment
 from qgzoo.reference import ReferenceSpec
@@ -80,7 +81,8 @@ def _parser() -> argparse.ArgumentParser:
     comparing.add_argument(
         "--benchmark", action="append", metavar="NAME", dest="benchmarks",
         help=f"reference to score on, repeatable; the first makes the leaderboard "
-             f"(default: {compare_defaults()}; choices: {', '.join(REFERENCES)})")
+             f"(default: {MAIN_BENCHMARK} then {TRANSFER_BENCHMARK}; choices: "
+             f"{', '.join(REFERENCES)})")
     comparing.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs/compare"),
                            metavar="DIR", help="output folder (default: runs/compare)")
     comparing.add_argument("--no-cache", action="store_true", help="recompute every run")
@@ -110,11 +112,6 @@ def _parser() -> argparse.ArgumentParser:
                       metavar="DIR", help="output folder (default: runs/demo)")
     demo.set_defaults(command=demo_command)
     return parser
-
-
-def compare_defaults() -> str:
-    from qgzoo.comparison import MAIN_BENCHMARK, TRANSFER_BENCHMARK
-    return f"{MAIN_BENCHMARK} then {TRANSFER_BENCHMARK}"
 
 
 def plugins_command(args: argparse.Namespace) -> int:
@@ -243,8 +240,6 @@ def data_info_command(args: argparse.Namespace) -> int:
 
 def compare_command(args: argparse.Namespace) -> int:
     """Compare entries and write the leaderboard, scores, figures and report."""
-    from qgzoo.comparison import MAIN_BENCHMARK, TRANSFER_BENCHMARK, compare
-
     benchmarks = args.benchmarks or (MAIN_BENCHMARK, TRANSFER_BENCHMARK)
     try:
         comparison = compare(args.entries or None, benchmarks, out=args.out,
