@@ -11,6 +11,7 @@ from __future__ import annotations
 import pathlib
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
@@ -58,6 +59,7 @@ def spectra(comparison, benchmark: str | None = None):
                         **style)
         ax.axvline(kmax, color="0.7", lw=0.8, ls=":")
         ax.set_xscale("log")
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # they overlap
         ax.set_yscale(scale)
         ax.set(title=title, xlabel="isotropic wavenumber (rad/m)", ylabel=unit)
     axes[0, 0].legend(fontsize=8)
