@@ -11,7 +11,9 @@ jax.config.update("jax_enable_x64", True)
 
 from qgzoo import zoo  # noqa: E402
 from qgzoo.coarsen import AbstractCoarsener, Operator1, Operator2, SpectralCoarsener  # noqa: E402
-from qgzoo.comparison import Comparison, compare  # noqa: E402
+from qgzoo.benchmark import Benchmark  # noqa: E402
+from qgzoo.climate import Climate  # noqa: E402
+from qgzoo.comparison import Comparison, Entry, compare  # noqa: E402
 from qgzoo.experiment import Experiment, TrainingSpec, schema  # noqa: E402
 from qgzoo.hookspecs import hookimpl  # noqa: E402
 from qgzoo.losses import AbstractLoss  # noqa: E402
@@ -24,8 +26,9 @@ from qgzoo.spec import (  # noqa: E402
 from qgzoo.trainer import Trained, load, train  # noqa: E402
 
 __all__ = [
-    "AbstractCoarsener", "AbstractLoss", "AbstractParameterization", "CoarsenerSpec",
-    "Comparison", "ComponentSpec", "Experiment", "FieldStats", "LossSpec", "NetworkSpec", "NeuralClosure",
+    "AbstractCoarsener", "AbstractLoss", "AbstractParameterization", "Benchmark", "Climate",
+    "CoarsenerSpec", "Comparison", "ComponentSpec", "Entry", "Experiment", "FieldStats",
+    "LossSpec", "NetworkSpec", "NeuralClosure",
     "Operator1", "Operator2", "OptimizerSpec", "ReferenceData", "ReferenceSpec",
     "SpectralCoarsener", "StepperSpec", "Trained", "TrainingSpec", "compare", "hookimpl",
     "load", "registry", "schema", "train", "zoo",
