@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from qgzoo import climate as climates
-from qgzoo import generate, metrics, online, plugins, qg, report
+from qgzoo import generate, metrics, online, plugins, report
 from qgzoo.benchmark import Benchmark, benchmark, content_hash
 from qgzoo.experiment import Experiment
 from qgzoo.networks import AbstractParameterization, NoClosure, Scale
@@ -183,8 +183,7 @@ class Result:
 def _forcing_fn(model, parameterization):
     if isinstance(parameterization, NoClosure):
         return None
-    return lambda q: parameterization.q_forcing(model.get_full_state(qg.state_from_q(model, q)),
-                                                model)
+    return lambda q: parameterization.q_forcing_at(model, q)
 
 
 def run_entry(entry: Entry, bench: Benchmark) -> Result:

@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 from pydantic import Field, model_validator
 
+from qgzoo import qg
 from qgzoo.reference import FieldStats
 from qgzoo.spec import NetworkSpec
 
@@ -28,6 +29,10 @@ class AbstractParameterization(eqx.Module):
     @abc.abstractmethod
     def q_forcing(self, full_state, model) -> jax.Array:
         """Forcing (nz, ny, nx) in 1/s^2 from a pyqg-jax full state of ``model``."""
+
+    def q_forcing_at(self, model, q: jax.Array) -> jax.Array:
+        """Forcing (nz, ny, nx) in 1/s^2 at the real PV field q (nz, ny, nx) in 1/s."""
+        return self.q_forcing(model.get_full_state(qg.state_from_q(model, q)), model)
 
     def __call__(self, state, param_aux, model):
         """pyqg-jax ``param_func``: updates of the parameterized model, and its aux state."""

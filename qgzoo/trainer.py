@@ -22,7 +22,6 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from qgzoo import qg
 from qgzoo.experiment import Experiment
 from qgzoo.generate import load_reference
 from qgzoo.networks import AbstractParameterization, trainable
@@ -64,11 +63,9 @@ class Setup:
 
     def predict_forcing(self, parameterization, q):
         """Forcing (..., nz, ny, nx) predicted at reference states q (any leading axes)."""
-        def one(q1):
-            full = self.lores.get_full_state(qg.state_from_q(self.lores, q1))
-            return parameterization.q_forcing(full, self.lores)
         flat = q.reshape(-1, *q.shape[-3:])
-        return jax.vmap(one)(flat).reshape(q.shape)
+        return jax.vmap(lambda q1: parameterization.q_forcing_at(self.lores, q1))(flat).reshape(
+            q.shape)
 
     def window_loss(self, parameterization, q_window, forcing_window):
         """Loss of one window of T + 1 samples (T = 0: a single sample)."""
