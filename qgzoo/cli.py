@@ -243,9 +243,14 @@ def compare_command(args: argparse.Namespace) -> int:
     benchmarks = args.benchmarks or (MAIN_BENCHMARK, TRANSFER_BENCHMARK)
     try:
         comparison = compare(args.entries or None, benchmarks, out=args.out,
-                                     cache=not args.no_cache, figures=not args.no_figures)
+                             cache=not args.no_cache, figures=not args.no_figures)
+    except ValidationError as error:
+        print("error: an entry is not a valid spec:", file=sys.stderr)
+        print(format_validation_error(error), file=sys.stderr)
+        return 2
     except (ValueError, KeyError, FileNotFoundError) as error:
-        print(f"error: {error}", file=sys.stderr)
+        message = error.args[0] if isinstance(error, KeyError) else error
+        print(f"error: {message}", file=sys.stderr)
         return 2
     print()
     print(comparison.table())

@@ -112,3 +112,19 @@ def test_compare_reports_an_unknown_entry_without_a_traceback(capsys, tmp_path, 
     err = capsys.readouterr().err
     assert err.startswith("error: 'no-such-closure' is neither a zoo entry")
     assert not (tmp_path / "out").exists()
+
+
+def test_compare_reports_an_invalid_spec_file_by_field(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("QGZOO_REGISTRY", str(tmp_path))
+    spec = tmp_path / "bad.json"
+    spec.write_text(json.dumps({"kind": "cnn", "channels": "x"}))
+    assert cli.main(["compare", str(spec), "--out", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: an entry is not a valid spec:\n  network.channels: ")
+
+
+def test_compare_names_the_known_references_for_an_unknown_one(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("QGZOO_REGISTRY", str(tmp_path))
+    assert cli.main(["compare", "none", "--benchmark", "nope", "--out", str(tmp_path)]) == 2
+    assert capsys.readouterr().err == (
+        "error: unknown reference 'nope'; presets: ['eddy-128-32', 'eddy-64-16', 'jet-128-32']\n")
