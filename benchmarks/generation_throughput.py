@@ -5,7 +5,7 @@ dt = 3600 s; throughput is counted in trajectory-steps per second (runs x
 steps / seconds), so an ensemble of 8 runs stepped 100 times is 800
 trajectory-steps whichever way it is done.
 
-- qgzoo: ``qgzoo.generate._Builder`` exactly as ``qgzoo.generate.build`` uses
+- qgzoo: ``qgzoo.data.store._Builder`` exactly as ``qgzoo.data.store.build_store`` uses
   it, all ``--runs`` runs at once: ``advance`` (a jitted ``fori_loop`` over the
   vmapped pyqg-jax step, what the spin-up runs) and ``sample_chunk`` with a
   sample after every step (the advance plus coarsening, low-resolution
@@ -42,18 +42,16 @@ import os
 import pathlib
 import statistics
 import subprocess
-import sys
 import time
 
-import qgzoo  # noqa: I001  (first: it switches on float64, which pyqg-jax needs)
 
 import jax
 import numpy as np
 from pyqg_jax.steppers import AB3Stepper, SteppedModel
 
-from qgzoo import qg
-from qgzoo.generate import _Builder
-from qgzoo.reference import ReferenceSpec
+from qgzoo.physics import qg
+from qgzoo.data.store import _Builder
+from qgzoo.data.reference import ReferenceSpec
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DT = 3600.0

@@ -5,7 +5,7 @@ The memory is XLA's compiled temporaries of the jitted gradient
 keeps alive besides the arguments and outputs. It is read from the compiled
 program, so nothing runs and the numbers do not depend on the machine's load.
 
-- qgzoo: ``Setup.batch_loss`` (which calls ``qgzoo.rollout.rollout_loss``, a
+- qgzoo: ``Setup.batch_loss`` (which calls ``qgzoo.simulate.rollout.rollout_loss``, a
   scan over checkpointed chunks of ``checkpoint_chunk`` samples) differentiated
   with respect to the trainable parameters; its memory should grow with
   T / chunk + chunk, far slower than T.
@@ -26,10 +26,10 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 
-from qgzoo.networks import trainable
-from qgzoo.reference import FieldStats
-from qgzoo.rollout import initial_state
-from qgzoo.trainer import Setup
+from qgzoo.components.networks import trainable
+from qgzoo.core.fields import FieldStats
+from qgzoo.simulate.rollout import initial_state
+from qgzoo.training.trainer import Setup
 
 MIB = 2.0**20
 
@@ -49,7 +49,7 @@ def make_setup(args, rollout_steps: int) -> Setup:
     if experiment.steps_per_sample != 1:
         raise SystemExit("the plain scan takes one model step per sample")
     # Memory depends on shapes only: unit statistics stand in for the data's.
-    return Setup.build(experiment, FieldStats.placeholder())
+    return Setup.from_experiment(experiment, FieldStats.placeholder())
 
 
 def plain_scan_loss(setup: Setup, static):

@@ -6,7 +6,7 @@ from its first sample with AB3 through the CNN-parameterized pyqg-jax model,
 scored by the q MSE normalised by var(q) per layer, differentiated, and one
 Adam update applied.
 
-- qgzoo: ``qgzoo.trainer._make_update`` on a ``Setup`` built from an
+- qgzoo: ``qgzoo.training.trainer.make_update`` on a ``Setup`` built from an
   ``Experiment``, called with partitioned params, exactly as ``qgzoo.train``
   calls it (its rollout is a checkpointed chunked scan).
 - baseline: an ``eqx.Module`` CNN, a pyqg-jax param function, a plain
@@ -38,11 +38,11 @@ import optax
 from pyqg_jax.parameterizations import ParameterizedModel
 from pyqg_jax.steppers import AB3Stepper, SteppedModel
 
-from qgzoo import qg
-from qgzoo.networks import trainable
-from qgzoo.reference import FieldStats
-from qgzoo.spec import build_component
-from qgzoo.trainer import Setup, _make_update
+from qgzoo.physics import qg
+from qgzoo.components.networks import trainable
+from qgzoo.core.fields import FieldStats
+from qgzoo.core.schema import validate_component
+from qgzoo.training.trainer import Setup, make_update
 
 
 # --- the hand-written baseline -------------------------------------------------------
@@ -155,7 +155,7 @@ def draw_windows(q, n_windows: int, length: int, seed: int = 0) -> np.ndarray:
 def plain_state_mse() -> dict:
     """The state_mse loss spec scoring every wavenumber (the baseline's plain normalised MSE)."""
     spec = {"kind": "state_mse"}
-    if "scales" in type(build_component("loss", spec)).model_fields:
+    if "scales" in type(validate_component("loss", spec)).model_fields:
         spec["scales"] = "all"
     return spec
 
@@ -218,11 +218,11 @@ def main(argv=None):
           f"loss {experiment.loss.model_dump()}")
 
     # qgzoo: what train() builds and calls.
-    setup = Setup.build(experiment, stats)
+    setup = Setup.from_experiment(experiment, stats)
     optimizer = experiment.optimizer.build(experiment.training.steps)
     params, static = eqx.partition(setup.parameterization, trainable(setup.parameterization))
     opt_state = optimizer.init(params)
-    update = _make_update(setup, optimizer)
+    update = make_update(setup, optimizer)
     windows = draw_windows(q_all, args.batch_size, args.rollout_steps + 1)
     q_batch = jnp.asarray(windows, setup.lores.filtr.dtype)
     # state_mse never reads the forcing; the update takes a batch of that shape all the same.

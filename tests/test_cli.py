@@ -6,7 +6,8 @@ import types
 
 import pytest
 
-from qgzoo import cli, plugins
+from qgzoo.app import cli
+from qgzoo.core import plugins
 
 
 @pytest.fixture

@@ -7,7 +7,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from qgzoo import climate, diagnostics, metrics
+from qgzoo.evaluation import climate
+from qgzoo.physics import budget
+from qgzoo.evaluation import metrics
 
 N_SNAPSHOTS = 10
 
@@ -30,7 +32,7 @@ def snapshots(small_data):
 
 @pytest.fixture(scope="module")
 def data_climate(lores, snapshots):
-    return climate.climate(lores, snapshots)
+    return climate.Climate.from_snapshots(lores, snapshots)
 
 
 def inverted_cdf_quantiles(values, n):
@@ -135,7 +137,7 @@ def test_climate_spectra_are_snapshot_means_of_numpy_fft_spectra(lores, snapshot
     assert set(data_climate.spectra) == set(climate.SPECTRAL_QUANTITIES)
     for layer in (0, 1):
         for name, spec2d in (("KEspec", ke2d), ("Ensspec", ens2d)):
-            kr, expected = diagnostics.isotropic_spectrum(lores, jnp.asarray(spec2d[layer]))
+            kr, expected = budget.isotropic_spectrum(lores, jnp.asarray(spec2d[layer]))
             np.testing.assert_allclose(data_climate.kr, kr, rtol=1e-15)
             np.testing.assert_allclose(data_climate.spectra[f"{name}{layer + 1}"], expected,
                                        rtol=1e-10, err_msg=f"{name}{layer + 1}")
@@ -152,9 +154,9 @@ def test_a_forcing_enters_only_the_flux_spectra_and_linearly(lores, snapshots):
     """Damping S = -q / tau drains the total energy E = -1/2 sum_i H_i/H <psi_i q_i> at 2 E / tau."""
     q = snapshots[:1]
     tau = 86400.0
-    plain = climate.climate(lores, q)
-    damped = climate.climate(lores, q, lambda q1: -q1 / tau)
-    twice = climate.climate(lores, q, lambda q1: -2 * q1 / tau)
+    plain = climate.Climate.from_snapshots(lores, q)
+    damped = climate.Climate.from_snapshots(lores, q, lambda q1: -q1 / tau)
+    twice = climate.Climate.from_snapshots(lores, q, lambda q1: -2 * q1 / tau)
     for name in ("KEspec1", "KEspec2", "Ensspec1", "Ensspec2", "APEgenspec", "KEfrictionspec"):
         np.testing.assert_array_equal(damped.spectra[name], plain.spectra[name])
     for name in ("KEflux", "APEflux"):
@@ -192,18 +194,18 @@ def test_non_finite_snapshots_are_left_out(lores, snapshots):
     good = snapshots[:1]
     blown = np.full_like(good, np.nan)
     blown[0, :3] = good[0, :3] * np.inf  # a run that blew up: inf, then NaN
-    _assert_same_climate(climate.climate(lores, np.concatenate([good, blown])),
-                         climate.climate(lores, good))
+    _assert_same_climate(climate.Climate.from_snapshots(lores, np.concatenate([good, blown])),
+                         climate.Climate.from_snapshots(lores, good))
     # One bad point is enough to drop a snapshot, and only that snapshot.
     spotted = good.copy()
     spotted[0, 4, 1, 3, 5] = np.nan
-    partial = climate.climate(lores, spotted)
+    partial = climate.Climate.from_snapshots(lores, spotted)
     assert partial.n_snapshots == N_SNAPSHOTS - 1
-    _assert_same_climate(partial, climate.climate(lores, np.delete(good, 4, axis=1)))
+    _assert_same_climate(partial, climate.Climate.from_snapshots(lores, np.delete(good, 4, axis=1)))
 
 
 def test_no_finite_snapshot_gives_no_climate(lores, snapshots):
-    assert climate.climate(lores, np.full_like(snapshots[:2], np.nan)) is None
+    assert climate.Climate.from_snapshots(lores, np.full_like(snapshots[:2], np.nan)) is None
 
 
 # --- distances and similarity -----------------------------------------------------------

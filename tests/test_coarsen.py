@@ -19,7 +19,7 @@ import pytest
 from pyqg_jax.steppers import AB3Stepper, SteppedModel
 
 import qgzoo
-from qgzoo import qg
+from qgzoo.physics import qg
 from test_precision import numpy_invert, numpy_wavenumbers
 
 PHYSICS = qg.PRESETS["eddy"]

@@ -11,12 +11,13 @@ import numpy as np
 import pytest
 
 import qgzoo
-from qgzoo import climate, generate
-from qgzoo import comparison as comparing
-from qgzoo.benchmark import OFFLINE_SAMPLES_PER_RUN, Benchmark
-from qgzoo.comparison import BASELINE, Entry
-from qgzoo.networks import AbstractParameterization, NoClosure
-from qgzoo.spec import build_component
+from qgzoo.evaluation import climate
+from qgzoo.data import store
+from qgzoo.evaluation import comparison as comparing, results
+from qgzoo.evaluation.benchmark import OFFLINE_SAMPLES_PER_RUN, Benchmark
+from qgzoo.evaluation.results import BASELINE, Entry
+from qgzoo.components.networks import AbstractParameterization, NoClosure
+from qgzoo.core.schema import validate_component
 
 NAME = "eddy-64-16"
 AB3 = {"kind": "ab3", "dt": 3600.0}
@@ -50,21 +51,21 @@ DAMPED = Entry("damped", Damping(30 * 86400.0), AB3)
 def bench(small_reference, small_data):
     """The benchmark of the small reference (its store was built by ``small_data``)."""
     coarsener = {"kind": "operator1"}
-    spec = small_reference.with_coarsener(build_component("coarsener", coarsener))
-    return Benchmark.from_store(NAME, spec, coarsener, generate.store_path(spec),
-                                        progress=False)
+    spec = small_reference.with_coarsener(validate_component("coarsener", coarsener))
+    return Benchmark.from_store(NAME, spec, coarsener, store.store_path(spec),
+                                progress=False)
 
 
 def counting_run_entry(monkeypatch):
-    """Patch ``comparing.run_entry`` to record the names of the entries it computes."""
+    """Patch ``results.run_entry`` to record the names of the entries it computes."""
     computed = []
-    original = comparing.run_entry
+    original = results.run_entry
 
     def counting(entry, bench):
         computed.append(entry.name)
         return original(entry, bench)
 
-    monkeypatch.setattr(comparing, "run_entry", counting)
+    monkeypatch.setattr(results, "run_entry", counting)
     return computed
 
 
@@ -101,7 +102,7 @@ def test_benchmark_holds_the_held_out_runs_of_the_store(bench, small_data, small
 def test_benchmark_round_trips_through_npz(bench, tmp_path):
     loaded = Benchmark.load(bench.save(tmp_path / "sub" / "bench.npz"))
     assert (loaded.name, loaded.reference, loaded.coarsener) == (bench.name, bench.reference,
-                                                                  bench.coarsener)
+                                                                 bench.coarsener)
     assert loaded.key == bench.key
     np.testing.assert_array_equal(loaded.initial_q, bench.initial_q)
     np.testing.assert_array_equal(loaded.hires_ke, bench.hires_ke)
@@ -135,7 +136,7 @@ def test_a_twin_of_the_baseline_runs_identically_and_scores_zero(compared, bench
     baseline = comparison.baseline[NAME]
     assert baseline.stable == 3 and baseline.climate is not None
     # Run again, outside the cache: the same numbers.
-    again = comparing.run_entry(TWIN, bench)
+    again = results.run_entry(TWIN, bench)
     np.testing.assert_array_equal(again.snapshot, baseline.snapshot)
     for name in climate.DISTRIBUTION_QUANTITIES:
         np.testing.assert_array_equal(again.climate.quantiles[name], baseline.climate.quantiles[name])

@@ -19,11 +19,14 @@ from pyqg_jax.qg_model import QGModel
 from pyqg_jax.steppers import AB3Stepper
 
 import qgzoo
-from qgzoo import plugins, qg, testing
-from qgzoo.coarsen import AbstractCoarsener, Operator1
-from qgzoo.losses import ForcingMSE, StateMSE, Weighted
-from qgzoo.networks import AbstractParameterization
-from qgzoo.spec import CoarsenerSpec, LossSpec, NetworkSpec, StepperSpec, build_component
+from qgzoo import testing
+from qgzoo.core import plugins
+from qgzoo.physics import qg
+from qgzoo.components.coarseners import AbstractCoarsener, Operator1
+from qgzoo.components.losses import ForcingMSE, StateMSE, Weighted
+from qgzoo.components.networks import AbstractParameterization
+from qgzoo.core.spec import CoarsenerSpec, LossSpec, NetworkSpec, StepperSpec
+from qgzoo.core.schema import validate_component
 
 BUILTIN = plugins.load_registry(only=[])
 
@@ -40,7 +43,7 @@ VARIANTS = [
     ("network", {"kind": "mlp", "inputs": ["q", "u"], "stencil": 5, "width": 16, "depth": 1}),
     ("loss", {"kind": "weighted", "terms": [{"weight": 0.5, "loss": {"kind": "forcing_mse"}}]}),
     ("loss", {"kind": "weighted", "terms": [{"loss": {"kind": "state_mse"}},
-                                             {"weight": 0.5, "loss": {"kind": "forcing_mse"}}]}),
+                                            {"weight": 0.5, "loss": {"kind": "forcing_mse"}}]}),
     ("loss", {"kind": "state_mse", "scales": "all"}),
     ("stepper", {"kind": "euler", "dt": 1800.0}),
     ("stepper", {"kind": "ab3", "dt": 7200.0}),
@@ -57,7 +60,7 @@ def builtin_registry():
 
 def default_spec(registration):
     value = EXAMPLES.get((registration.category, registration.kind), {"kind": registration.kind})
-    return build_component(registration.category, value)
+    return validate_component(registration.category, value)
 
 
 @pytest.mark.slow
@@ -71,7 +74,7 @@ def test_builtin_kind_conforms(registration):
 @pytest.mark.parametrize("category, value", VARIANTS,
                          ids=lambda v: v if isinstance(v, str) else v["kind"])
 def test_builtin_variant_conforms(category, value):
-    testing.check_component(build_component(category, value))
+    testing.check_component(validate_component(category, value))
 
 
 def test_random_q_is_realistic_and_in_the_model_dtype():

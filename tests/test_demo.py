@@ -5,8 +5,10 @@ import json
 import numpy as np
 import pytest
 
-from qgzoo import demo, plugins, zoo
-from qgzoo.comparison import BASELINE
+from qgzoo import zoo
+from qgzoo.app import demo
+from qgzoo.core import plugins
+from qgzoo.evaluation.results import BASELINE
 
 
 @pytest.fixture

@@ -7,7 +7,8 @@ import jax
 import numpy as np
 import pytest
 
-from qgzoo import diagnostics, qg
+from qgzoo.physics import budget
+from qgzoo.physics import qg
 
 PYQG_PYTHON = Path(__file__).resolve().parents[1] / ".venv-pyqg" / "bin" / "python"
 PHYSICS = qg.PRESETS["eddy"]
@@ -48,7 +49,7 @@ def q_forcing():
 @pytest.fixture(scope="module")
 def spectra(model, q, q_forcing):
     return {name: np.asarray(value)
-            for name, value in diagnostics.budget_spectra(model, q, q_forcing).items()}
+            for name, value in budget.budget_spectra(model, q, q_forcing).items()}
 
 
 def total_energy(model, q):
@@ -62,7 +63,7 @@ def total_energy(model, q):
 
 
 def budget_total(spectra):
-    return sum(float(diagnostics.spectral_total(spectra[name])) for name in diagnostics.BUDGET_TERMS)
+    return sum(float(budget.spectral_total(spectra[name])) for name in budget.BUDGET_TERMS)
 
 
 # pyqg, run on the same state in its own environment. The diagnostics are those
@@ -97,7 +98,7 @@ def pyqg_results(q, q_forcing, tmp_path_factory):
         pytest.skip(f"no reference pyqg environment at {PYQG_PYTHON.parents[1]}")
     folder = tmp_path_factory.mktemp("pyqg")
     np.savez(folder / "in.npz", q=q, q_forcing=q_forcing, **PHYSICS)
-    names = ",".join(("KEspec", "Ensspec") + diagnostics.BUDGET_TERMS)
+    names = ",".join(("KEspec", "Ensspec") + budget.BUDGET_TERMS)
     subprocess.run([str(PYQG_PYTHON), "-c", PYQG_SCRIPT, str(folder / "in.npz"),
                     str(folder / "out.npz"), names], check=True, timeout=120)
     with np.load(folder / "out.npz") as out:
@@ -108,7 +109,7 @@ def relative_error(ours, reference):
     return np.max(np.abs(np.asarray(ours) - reference)) / np.max(np.abs(reference))
 
 
-@pytest.mark.parametrize("name", ("KEspec", "Ensspec") + diagnostics.BUDGET_TERMS)
+@pytest.mark.parametrize("name", ("KEspec", "Ensspec") + budget.BUDGET_TERMS)
 def test_budget_spectra_match_pyqg(spectra, pyqg_results, name):
     assert spectra[name].shape == pyqg_results[name].shape
     assert relative_error(spectra[name], pyqg_results[name]) < 1e-10
@@ -118,7 +119,7 @@ def test_budget_spectra_match_pyqg(spectra, pyqg_results, name):
 @pytest.mark.parametrize("truncate", (True, False))
 def test_isotropic_spectrum_matches_pyqg_calc_ispec(model, spectra, pyqg_results, averaging, truncate):
     for name, spec in (("KEspec", spectra["KEspec"][0]), ("APEflux", spectra["APEflux"])):
-        kr, ispec = diagnostics.isotropic_spectrum(model, spec, averaging=averaging, truncate=truncate)
+        kr, ispec = budget.isotropic_spectrum(model, spec, averaging=averaging, truncate=truncate)
         np.testing.assert_allclose(kr, pyqg_results[f"kr_{truncate}"], rtol=1e-14)
         assert relative_error(ispec, pyqg_results[f"ispec_{name}_{averaging}_{truncate}"]) < 1e-10
 
@@ -135,16 +136,16 @@ def test_budget_closes_on_one_euler_step(model, q, q_forcing, spectra):
     forward = (total_energy(model, q + dt * rate) - total_energy(model, q)) / dt
     residual = forward - dt * total_energy(model, rate) - budget_total(spectra)
     roundoff = 1e-14 * total_energy(model, q) / dt
-    assert abs(residual + diagnostics.spectral_total(spectra["APEflux"])) <= roundoff
+    assert abs(residual + budget.spectral_total(spectra["APEflux"])) <= roundoff
     assert abs(residual) < 1e-5 * abs(budget_total(spectra))  # 5e-6 seen
 
 
 def test_friction_and_kinetic_energy_match_real_space(model, q, spectra):
     full = model.get_full_state(qg.state_from_q(model, q))
     speed2 = np.mean(np.asarray(full.u) ** 2 + np.asarray(full.v) ** 2, axis=(-2, -1))
-    np.testing.assert_allclose(diagnostics.spectral_total(spectra["KEspec"]), speed2, rtol=1e-12)
+    np.testing.assert_allclose(budget.spectral_total(spectra["KEspec"]), speed2, rtol=1e-12)
     bottom_drag = -model.rek * float(model.Hi[-1] / model.H) * speed2[-1]
-    np.testing.assert_allclose(diagnostics.spectral_total(spectra["KEfrictionspec"]), bottom_drag, rtol=1e-12)
+    np.testing.assert_allclose(budget.spectral_total(spectra["KEfrictionspec"]), bottom_drag, rtol=1e-12)
 
 
 @pytest.mark.parametrize("name", ("KEflux", "APEflux"))
@@ -153,8 +154,8 @@ def test_nonlinear_transfers_conserve_energy(model, name):
     # the quadratic products miss the field's own modes, so both transfers sum
     # to zero up to round-off.
     dealiased = smooth_field(NX, 2, [1e-6, 3e-7], cutoff=NX // 3)
-    spec = diagnostics.budget_spectra(model, dealiased)[name]
-    net, gross = diagnostics.spectral_total(spec), diagnostics.spectral_total(np.abs(spec))
+    spec = budget.budget_spectra(model, dealiased)[name]
+    net, gross = budget.spectral_total(spec), budget.spectral_total(np.abs(spec))
     assert abs(net) < 1e-12 * gross
 
 
@@ -163,8 +164,8 @@ def test_ape_flux_net_is_aliasing_only(spectra):
     # tau J(psi_mean, tau) does only after integration by parts, which aliasing
     # spoils: here 7e-5 of its magnitude.
     for name, bound in (("KEflux", 1e-12), ("APEflux", 1e-3)):
-        net = diagnostics.spectral_total(spectra[name])
-        assert abs(net) < bound * diagnostics.spectral_total(np.abs(spectra[name]))
+        net = budget.spectral_total(spectra[name])
+        assert abs(net) < bound * budget.spectral_total(np.abs(spectra[name]))
 
 
 def test_parameterization_parts_sum_to_its_energy_input(model, q, q_forcing, spectra):
@@ -173,27 +174,27 @@ def test_parameterization_parts_sum_to_its_energy_input(model, q, q_forcing, spe
     weights = np.asarray(model.Hi / model.H)
     direct = -np.sum(weights * np.mean(np.asarray(full.p) * q_forcing, axis=(-2, -1)))
     parts = spectra["paramspec_KEflux"] + spectra["paramspec_APEflux"]
-    np.testing.assert_allclose(diagnostics.spectral_total(parts), direct, rtol=1e-10)
+    np.testing.assert_allclose(budget.spectral_total(parts), direct, rtol=1e-10)
 
 
 def test_isotropic_spectrum_parseval(model, q, spectra):
     full = model.get_full_state(qg.state_from_q(model, q))
     speed2 = np.mean(np.asarray(full.u) ** 2 + np.asarray(full.v) ** 2, axis=(-2, -1))
-    kr, summed = diagnostics.isotropic_spectrum(model, spectra["KEspec"], averaging=False, truncate=False)
+    kr, summed = budget.isotropic_spectrum(model, spectra["KEspec"], averaging=False, truncate=False)
     np.testing.assert_allclose(np.sum(summed, axis=-1) * (kr[1] - kr[0]), speed2, rtol=1e-12)
     # pyqg's default (a bin's mean times its annulus area, truncated at the
     # inscribed circle) only estimates the integral: an annulus holds more or
     # fewer lattice points than its area says, a large error with few points per
     # bin at nx = 32 (-4% and -7% seen; truncation itself costs 2e-7 here).
-    kr, averaged = diagnostics.isotropic_spectrum(model, spectra["KEspec"])
+    kr, averaged = budget.isotropic_spectrum(model, spectra["KEspec"])
     np.testing.assert_allclose(np.sum(averaged, axis=-1) * (kr[1] - kr[0]), speed2, rtol=0.1)
 
 
 def test_budget_spectra_trace_under_jit_and_vmap(model, q, q_forcing, spectra):
     batch = np.stack([q, 2 * q])
-    batched = jax.jit(jax.vmap(diagnostics.budget_spectra, in_axes=(None, 0, None)))(model, batch, q_forcing)
+    batched = jax.jit(jax.vmap(budget.budget_spectra, in_axes=(None, 0, None)))(model, batch, q_forcing)
     for name, value in spectra.items():
         np.testing.assert_allclose(batched[name][0], value, rtol=1e-12, atol=1e-12 * np.abs(value).max())
     np.testing.assert_allclose(batched["KEspec"][1], 4 * spectra["KEspec"], rtol=1e-12)
-    without = diagnostics.budget_spectra(model, q)
+    without = budget.budget_spectra(model, q)
     assert not np.any(np.asarray(without["paramspec_KEflux"]))

@@ -14,10 +14,13 @@ import xarray as xr
 import zarr
 
 import qgzoo
-from qgzoo import cli, generate
-from qgzoo.generate import StoreError, build, open_reference
-from qgzoo.reference import FIELDS, ReferenceData
-from qgzoo.spec import build_component
+from qgzoo.app import cli
+from qgzoo.data import store
+from qgzoo.data.store import StoreError, build_store, open_reference
+from qgzoo.core.fields import FIELDS
+from qgzoo.data.reference import ReferenceData
+from qgzoo.core.schema import validate_component
+from qgzoo.data.reference import SMALL_REFERENCE
 
 # 32 -> 16, 3 runs, 2500 spin-up steps (3 chunks), 30 samples (2 sample chunks).
 TINY = dict(hires_nx=32, lores_nx=16, n_runs=3, n_test_runs=1, spinup_steps=2500,
@@ -28,7 +31,7 @@ TINY = dict(hires_nx=32, lores_nx=16, n_runs=3, n_test_runs=1, spinup_steps=2500
 @pytest.fixture(scope="module")
 def tiny_store(tmp_path_factory):
     path = tmp_path_factory.mktemp("stores") / "tiny.zarr"
-    build(qgzoo.ReferenceSpec(**TINY), path, progress=False)
+    build_store(qgzoo.ReferenceSpec(**TINY), path, progress=False)
     return path
 
 
@@ -79,31 +82,31 @@ def test_unspun_reference_warns_about_its_kinetic_energy_trend(tmp_path):
     spec = qgzoo.ReferenceSpec(**{**TINY, "spinup_steps": 0, "n_samples": 200,
                                   "sample_interval": 20, "coarseners": [{"kind": "operator1"}]})
     with pytest.warns(UserWarning, match="kinetic energy still drifts"):
-        build(spec, tmp_path / "young.zarr", progress=False)
+        build_store(spec, tmp_path / "young.zarr", progress=False)
 
 
 def test_store_errors_are_clear(tiny_store, tmp_path):
     with pytest.raises(StoreError, match="different spec"):
-        build(qgzoo.ReferenceSpec(**{**TINY, "seed": 1}), tiny_store, progress=False)
+        build_store(qgzoo.ReferenceSpec(**{**TINY, "seed": 1}), tiny_store, progress=False)
     with pytest.raises(StoreError, match="no reference store"):
         open_reference(tmp_path / "missing.zarr")
     one = tmp_path / "one.zarr"
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # too short to be spun up; not the point here
-        build(qgzoo.ReferenceSpec(**{**TINY, "spinup_steps": 0, "n_samples": 6,
-                                     "coarseners": [{"kind": "operator1"}]}), one, progress=False)
+        build_store(qgzoo.ReferenceSpec(**{**TINY, "spinup_steps": 0, "n_samples": 6,
+                                           "coarseners": [{"kind": "operator1"}]}), one, progress=False)
     with pytest.raises(StoreError, match="no data for coarsener 'operator2'"):
-        open_reference(one, build_component("coarsener", {"kind": "operator2"}))
+        open_reference(one, validate_component("coarsener", {"kind": "operator2"}))
     partial = tmp_path / "partial.zarr"
-    build(qgzoo.ReferenceSpec(**TINY), partial, progress=False, stop_after_chunks=2)
+    build_store(qgzoo.ReferenceSpec(**TINY), partial, progress=False, stop_after_chunks=2)
     with pytest.raises(StoreError, match="incomplete"):
         open_reference(partial)
 
 
 def test_killed_build_resumes_to_the_same_store(tiny_store, tmp_path):
     path = tmp_path / "killed.zarr"
-    script = (f"import qgzoo; from qgzoo.generate import build; "
-              f"build(qgzoo.ReferenceSpec(**{TINY!r}), {str(path)!r}, progress=False)")
+    script = (f"import qgzoo; from qgzoo.data.store import build_store; "
+              f"build_store(qgzoo.ReferenceSpec(**{TINY!r}), {str(path)!r}, progress=False)")
     process = subprocess.Popen([sys.executable, "-c", script])
     resume = path.with_name(path.name + ".resume.eqx")
     deadline = time.time() + 300
@@ -115,7 +118,7 @@ def test_killed_build_resumes_to_the_same_store(tiny_store, tmp_path):
     assert resume.exists(), "the build finished before it could be killed"
     with pytest.raises(StoreError, match="incomplete"):
         open_reference(path)
-    build(qgzoo.ReferenceSpec(**TINY), path, progress=False)
+    build_store(qgzoo.ReferenceSpec(**TINY), path, progress=False)
     finished, reference = arrays(path), arrays(tiny_store)
     for name, values in reference.items():
         assert np.array_equal(finished[name], values), name
@@ -150,8 +153,8 @@ def test_trains_on_a_store_written_by_hand_in_pyqg_layout(small_data, tmp_path):
     np.testing.assert_array_equal(data.split("test").windows("q", [0], [5], 3)[0],
                                   small_data.fields["q"][3, 5:8])
     experiment = qgzoo.Experiment(
-        reference=qgzoo.presets.SMALL_REFERENCE, network={"kind": "cnn", "channels": [4],
-                                                          "kernel_sizes": [3, 3]},
+        reference=SMALL_REFERENCE, network={"kind": "cnn", "channels": [4],
+                                            "kernel_sizes": [3, 3]},
         loss={"kind": "forcing_mse"},
         training={"steps": 40, "batch_size": 8, "rollout_steps": 0})
     trained = qgzoo.train(experiment, data=data, progress=False)
@@ -170,4 +173,4 @@ def test_data_cli_builds_and_describes(tiny_store, tmp_path, capsys):
         assert np.array_equal(arrays(out)[name], values), name
     assert cli.main(["data", "info", str(tmp_path / "nothing.zarr")]) == 2
     assert "no reference store" in capsys.readouterr().err
-    generate.describe(out)  # a complete store describes itself without error
+    store.describe_store(out)  # a complete store describes itself without error

@@ -3,11 +3,8 @@
 import numpy as np
 import pytest
 
-from qgzoo import qg
-from qgzoo.metrics import (
-    correlation, distribution_distances, flow_fields, offline_scores, r2, resolved_kmax,
-    sample_distances, similarity, similarity_scores, spectral_distances, spectral_rmse,
-    wasserstein_1d)
+from qgzoo.physics import qg
+from qgzoo.evaluation.metrics import correlation, distribution_distances, flow_fields, offline_scores, r2, resolved_kmax, sample_distances, similarity, similarity_scores, spectral_distances, spectral_rmse, wasserstein_1d
 
 
 @pytest.fixture

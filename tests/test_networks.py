@@ -9,11 +9,11 @@ from pyqg_jax.parameterizations import ParameterizedModel
 from pyqg_jax.steppers import EulerStepper, SteppedModel
 
 import qgzoo
-from qgzoo import qg
-from qgzoo.networks import CNNSpec, MLPSpec, NeuralClosure, Scale, trainable
+from qgzoo.physics import qg
+from qgzoo.components.networks import CNNSpec, MLPSpec, NeuralClosure, Scale, trainable
 from test_coarsen import numpy_filtr
 
-from qgzoo.presets import SMALL_REFERENCE
+from qgzoo.data.reference import SMALL_REFERENCE
 
 SPECS = {
     "cnn": CNNSpec(channels=(8,), kernel_sizes=(3, 3)),

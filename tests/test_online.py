@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from pyqg_jax.steppers import AB3Stepper, SteppedModel
 
-from qgzoo.networks import AbstractParameterization, CNNSpec, NoClosure
-from qgzoo.online import cost_ms_per_step, run_online
+from qgzoo.components.networks import AbstractParameterization, CNNSpec, NoClosure
+from qgzoo.simulate.online import cost_ms_per_step, run_online
 
 DT = 3600.0
 N_STEPS, EVERY, N_SNAPSHOTS = 300, 30, 3

@@ -26,8 +26,8 @@ import pytest
 from pydantic import Field
 
 import qgzoo
-from qgzoo import plugins
-from qgzoo.spec import CoarsenerSpec, ComponentSpec, LossSpec, NetworkSpec
+from qgzoo.core import plugins
+from qgzoo.core.spec import CoarsenerSpec, ComponentSpec, LossSpec, NetworkSpec
 
 PLUGIN_DIST = pathlib.Path(__file__).parent / "plugin_dist"
 PLUGIN_MODULE = "qgzoo_testplugin"
@@ -129,7 +129,14 @@ def entry_point(name, value):
 # Spec classes and plugins defined here
 
 
-class HuberSpec(LossSpec):
+class Unbuilt:
+    """``build`` for specs that these tests only register and validate, never build."""
+
+    def build(self, *args, **kwargs):
+        raise NotImplementedError(f"{type(self).__name__} is a registration test double")
+
+
+class HuberSpec(Unbuilt, LossSpec):
     """A rollout loss defined by a test plugin."""
 
     kind: Literal["test_huber"] = "test_huber"
@@ -139,29 +146,35 @@ class HuberSpec(LossSpec):
         return True
 
 
-class LinearClosureSpec(NetworkSpec):
+class LinearClosureSpec(Unbuilt, NetworkSpec):
     kind: Literal["test_linear"] = "test_linear"
 
 
-class DuplicateCoarsenerSpec(CoarsenerSpec):
+class DuplicateCoarsenerSpec(Unbuilt, CoarsenerSpec):
     kind: Literal["test_dup"] = "test_dup"
 
 
-class OtherDuplicateCoarsenerSpec(CoarsenerSpec):
+class OtherDuplicateCoarsenerSpec(Unbuilt, CoarsenerSpec):
     kind: Literal["test_dup"] = "test_dup"
     width: float = 1.0
 
 
-class SecondOperator1Spec(CoarsenerSpec):
+class SecondOperator1Spec(Unbuilt, CoarsenerSpec):
     kind: Literal["operator1"] = "operator1"
 
 
-class UncategorisedSpec(ComponentSpec):
+class UncategorisedSpec(Unbuilt, ComponentSpec):
     kind: Literal["test_uncategorised"] = "test_uncategorised"
 
 
-class KindlessSpec(LossSpec):
+class KindlessSpec(Unbuilt, LossSpec):
     """Forgets to give ``kind`` a Literal default."""
+
+
+class BuildlessSpec(LossSpec):
+    """Forgets ``build``: the spec base declares it abstract."""
+
+    kind: Literal["test_buildless"] = "test_buildless"
 
 
 def plugin_registering(*spec_classes):
@@ -352,6 +365,7 @@ def test_plugin_failing_midway_leaves_nothing_registered(failing_first):
     (HuberSpec(), "is not a ComponentSpec subclass"),  # an instance, not the class
     (UncategorisedSpec, "has no category"),
     (KindlessSpec, "must declare kind: Literal"),
+    (BuildlessSpec, "does not implement build"),
 ])
 def test_plugin_registering_a_non_spec_is_reported(not_a_spec, reason):
     registry = plugins.Registry()

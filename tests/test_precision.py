@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import qgzoo  # noqa: F401  (switches on float64)
-from qgzoo import qg
+from qgzoo.physics import qg
 
 
 def numpy_wavenumbers(n: int, length: float):

@@ -8,7 +8,8 @@ import pytest
 from pydantic import ValidationError
 
 import qgzoo
-from qgzoo import cli, plugins
+from qgzoo.app import cli
+from qgzoo.core import plugins
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHIPPED = sorted(ROOT.glob("plugins/*/pyproject.toml"))

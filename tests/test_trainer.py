@@ -11,14 +11,14 @@ from pydantic import ValidationError
 from pyqg_jax.steppers import AB3Stepper
 
 import qgzoo
-from qgzoo import qg
-from qgzoo.networks import CNNSpec, trainable
-from qgzoo.reference import FieldStats
-from qgzoo.losses import StateMSESpec
-from qgzoo.rollout import parameterized_model, rollout_loss
-from qgzoo.trainer import Setup, draw_windows
+from qgzoo.physics import qg
+from qgzoo.components.networks import CNNSpec, trainable
+from qgzoo.core.fields import FieldStats
+from qgzoo.components.losses import StateMSESpec
+from qgzoo.simulate.rollout import parameterized_model, rollout_loss
+from qgzoo.training.trainer import Setup, draw_windows
 
-from qgzoo.presets import SMALL_REFERENCE
+from qgzoo.data.reference import SMALL_REFERENCE
 
 TINY_CNN = {"kind": "cnn", "channels": [8], "kernel_sizes": [3, 3]}
 
@@ -219,7 +219,7 @@ def test_validation_loss_is_scored_on_fixed_validation_windows(small_data):
     assert validation.n_runs == 1
     runs, starts = draw_windows(validation, 3, 3, np.random.default_rng([0]))
     q = jnp.asarray(np.stack([small_data.fields["q"][2, s:s + 3] for s in starts]))
-    setup = Setup.build(spec, data.split("train").stats())
+    setup = Setup.from_experiment(spec, data.split("train").stats())
     score = StateMSESpec().build(setup.stats, setup.lores).state_term
     model = parameterized_model(setup.lores, trained.parameterization, setup.stepper)
     expected = np.mean([float(rollout_loss(model, w, steps_per_sample=1, chunk=10,

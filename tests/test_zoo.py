@@ -13,8 +13,11 @@ from pyqg_jax.steppers import AB3Stepper, SteppedModel
 
 import qgzoo
 from qgzoo import zoo
-from qgzoo.presets import REFERENCES, SMALL_REFERENCE
-from qgzoo.spec import build_component
+from qgzoo.core import files
+from qgzoo.evaluation.comparison import entry_from_folder
+from qgzoo.data.reference import REFERENCES, SMALL_REFERENCE
+from qgzoo.core.schema import validate_component
+from qgzoo.evaluation.benchmark import Benchmark
 
 SHIPPED = pathlib.Path(__file__).resolve().parents[1] / "registry"
 DT = 3600.0
@@ -39,7 +42,7 @@ def write_entry(root, name, network=None):
 # --- a registry folder --------------------------------------------------------------------
 
 def test_names_are_the_folders_with_an_experiment(registry):
-    assert zoo.registry_dir() == registry
+    assert files.registry_dir() == registry
     write_entry(registry, "b-entry")
     write_entry(registry, "a-entry")
     (registry / "references").mkdir()
@@ -83,7 +86,7 @@ def test_card_without_card_md_says_how_to_build_it_and_shows_the_spec(registry):
 def test_an_untrained_entry_is_its_constant_closure(registry):
     write_entry(registry, "plain")
     assert not zoo.trains("plain")
-    assert isinstance(zoo.load("plain"), qgzoo.networks.NoClosure)
+    assert isinstance(zoo.load("plain"), qgzoo.NoClosure)
 
 
 # --- a trained entry -----------------------------------------------------------------------
@@ -118,7 +121,7 @@ def test_a_trained_entry_loads_with_its_weights_spec_and_log(tiny):
     assert len(ours) == len(theirs) > 0
     for a, b in zip(ours, theirs):
         np.testing.assert_array_equal(a, b)
-    entry = zoo.entry("tiny")
+    entry = entry_from_folder(zoo.folder("tiny"), "tiny")
     assert entry.history == tuple(tiny.history) and [h["step"] for h in entry.history] == [0, 1, 2]
     assert entry.stepper == {"kind": "ab3", "dt": DT}
     assert "qgzoo zoo build tiny" in zoo.card("tiny")
@@ -169,7 +172,7 @@ def shipped_entries():
 
 def test_the_shipped_registry_is_the_default_and_its_entries_are_specs(monkeypatch):
     monkeypatch.delenv("QGZOO_REGISTRY", raising=False)
-    assert zoo.registry_dir().resolve() == SHIPPED
+    assert files.registry_dir().resolve() == SHIPPED
     folders = shipped_entries()
     assert zoo.names() == [p.name for p in folders] and folders
     # The physical closures' kinds come from plugins, which this suite hides: the
@@ -184,12 +187,12 @@ def test_the_shipped_registry_is_the_default_and_its_entries_are_specs(monkeypat
 
 
 def test_shipped_benchmarks_match_their_presets():
-    from qgzoo.benchmark import Benchmark
+
     for path in sorted((SHIPPED / "references").glob("*.npz")):
         bench = Benchmark.load(path)
         assert bench.name == path.stem
         preset = qgzoo.ReferenceSpec.model_validate(REFERENCES[bench.name])
-        operator1 = build_component("coarsener", {"kind": "operator1"})
+        operator1 = validate_component("coarsener", {"kind": "operator1"})
         assert bench.reference == preset.with_coarsener(operator1), bench.name
         assert bench.coarsener == {"kind": "operator1"}
         n = bench.reference.lores_nx

@@ -13,8 +13,8 @@ from pydantic import Field
 from pyqg_jax.qg_model import QGModel
 
 import qgzoo
-from qgzoo.coarsen import SpectralCoarsener
-from qgzoo.spec import CoarsenerSpec
+from qgzoo.components.coarseners import SpectralCoarsener
+from qgzoo.core.spec import CoarsenerSpec
 
 
 class GaussianCoarsener(SpectralCoarsener):

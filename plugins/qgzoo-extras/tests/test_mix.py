@@ -11,9 +11,9 @@ import numpy as np
 import pytest
 
 import qgzoo
-from qgzoo import plugins
-from qgzoo.presets import SMALL_REFERENCE
-from qgzoo.trainer import Setup
+from qgzoo.core import plugins
+from qgzoo.data.reference import SMALL_REFERENCE
+from qgzoo.training.trainer import Setup
 
 ROLLOUT = 4
 
@@ -67,7 +67,7 @@ def held_loss(exp, data):
     """The loss of a parameterization on 16 fixed training windows (not the trainer's draws),
     and the untrained parameterization."""
     train = data.split("train")
-    setup = Setup.build(exp, train.stats())
+    setup = Setup.from_experiment(exp, train.stats())
     rng = np.random.default_rng(123)
     runs = rng.integers(train.n_runs, size=16)
     starts = rng.integers(train.n_samples - ROLLOUT, size=16)

@@ -9,11 +9,11 @@ from pyqg_jax.parameterizations import ParameterizedModel
 from pyqg_jax.steppers import AB3State, AB3Stepper, SteppedModel, StepperState
 
 import qgzoo
-from qgzoo import qg
-from qgzoo.networks import NoClosure
-from qgzoo.presets import SMALL_REFERENCE
-from qgzoo.rollout import initial_state, parameterized_model
-from qgzoo.spec import build_component
+from qgzoo.physics import qg
+from qgzoo.components.networks import NoClosure
+from qgzoo.data.reference import SMALL_REFERENCE
+from qgzoo.simulate.rollout import initial_state, parameterized_model
+from qgzoo.core.schema import validate_component
 from qgzoo_extras import RK4, RK4Spec, RungeKuttaStepper, SSPRK3Spec
 
 PHYSICS = qg.PRESETS["eddy"]
@@ -185,7 +185,7 @@ def test_experiment_with_rk4_trains(operator1_data):
         stepper={"kind": "rk4", "dt": 3600},
         training={"rollout_steps": 2, "batch_size": 2, "steps": 3},
     )
-    assert experiment.stepper == build_component("stepper", {"kind": "rk4", "dt": 3600.0})
+    assert experiment.stepper == validate_component("stepper", {"kind": "rk4", "dt": 3600.0})
     trained = qgzoo.train(experiment, data=operator1_data, progress=False)
     assert len(trained.history) == 3 and trained.skipped == 0
     assert all(h["finite"] and h["loss"] > 0 for h in trained.history)

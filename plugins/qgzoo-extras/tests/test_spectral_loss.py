@@ -7,11 +7,11 @@ import pytest
 from pydantic import ValidationError
 from pyqg_jax.steppers import AB3Stepper
 
-from qgzoo import qg
-from qgzoo.networks import NoClosure
-from qgzoo.reference import FieldStats
-from qgzoo.rollout import parameterized_model, rollout_loss
-from qgzoo.spec import build_component
+from qgzoo.physics import qg
+from qgzoo.components.networks import NoClosure
+from qgzoo.core.fields import FieldStats
+from qgzoo.simulate.rollout import parameterized_model, rollout_loss
+from qgzoo.core.schema import validate_component
 from qgzoo_extras import SpectralSpec, isotropic_spectrum
 
 PHYSICS = qg.PRESETS["eddy"]
@@ -129,14 +129,14 @@ def test_scored_annuli(lores):
 
 
 def test_works_alone_and_inside_weighted(lores):
-    weighted = build_component("loss", {"kind": "weighted", "terms": [
+    weighted = validate_component("loss", {"kind": "weighted", "terms": [
         {"loss": {"kind": "state_mse"}},
         {"weight": 0.5, "loss": {"kind": "spectral", "quantity": "enstrophy"}}]})
     assert weighted.needs_rollout() and not weighted.needs_forcing()
     stats = FieldStats({name: jnp.asarray([4e-6, 6e-7]) for name in ("q", "u", "v",
                         "q_forcing_total", "q_subgrid_forcing")})
     combined = weighted.build(stats, lores)
-    state_mse = build_component("loss", {"kind": "state_mse"}).build(stats, lores)
+    state_mse = validate_component("loss", {"kind": "state_mse"}).build(stats, lores)
     spectral = build(lores, quantity="enstrophy")
     q, ref = jnp.asarray(red_field(7)), jnp.asarray(red_field(8))
     np.testing.assert_allclose(float(combined.state_term(q, ref)),

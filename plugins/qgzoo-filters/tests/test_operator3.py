@@ -14,8 +14,8 @@ from pydantic import ValidationError
 from pyqg_jax.steppers import AB3Stepper, SteppedModel
 
 import qgzoo
-from qgzoo import qg
-from qgzoo.spec import build_component
+from qgzoo.physics import qg
+from qgzoo.core.schema import validate_component
 from qgzoo_filters import Operator3Spec
 
 PHYSICS = qg.PRESETS["eddy"]
@@ -54,7 +54,7 @@ def test_spec_builds_sigma_from_the_ratio(models):
     assert Operator3Spec(filter_scale=2.0).build(*models).sigma == pytest.approx(8 / math.sqrt(12))
     with pytest.raises(ValidationError):
         Operator3Spec(filter_scale=0.0)
-    assert build_component("coarsener", {"kind": "operator3"}) == Operator3Spec()
+    assert validate_component("coarsener", {"kind": "operator3"}) == Operator3Spec()
 
 
 def test_block_average_of_a_constant_is_the_constant(operator3):

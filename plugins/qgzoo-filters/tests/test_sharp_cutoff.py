@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from qgzoo import qg
-from qgzoo.spec import build_component
+from qgzoo.physics import qg
+from qgzoo.core.schema import validate_component
 from qgzoo_filters import SharpCutoffSpec
 
 PHYSICS = qg.PRESETS["eddy"]
@@ -43,7 +43,7 @@ MODES = [(2, 1, 0.2, 1e-6),    # kappa 2.24
 @pytest.mark.parametrize("cutoff", [0.65, 1.0])
 def test_keeps_modes_below_the_cutoff_and_removes_those_above(models, cutoff):
     field, terms = modes_field(MODES)
-    out = np.asarray(build_component("coarsener", {"kind": "sharp_cutoff", "cutoff": cutoff})
+    out = np.asarray(validate_component("coarsener", {"kind": "sharp_cutoff", "cutoff": cutoff})
                      .build(*models).coarsen(jnp.asarray(np.stack([field, -field]))))
     limit = cutoff * n / 2
     kept = [t for (k, l, _, _), t in zip(MODES, terms) if np.hypot(k, l) < limit]

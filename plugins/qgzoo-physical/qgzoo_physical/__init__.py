@@ -8,10 +8,10 @@ parameterisation).
 
 import qgzoo
 
-from qgzoo_physical._closure import AbstractPhysicalClosure, LogScaled, PhysicalClosureSpec
-from qgzoo_physical.backscatter_biharmonic import BackscatterBiharmonic, BackscatterBiharmonicSpec
-from qgzoo_physical.smagorinsky import Smagorinsky, SmagorinskySpec
-from qgzoo_physical.zanna_bolton import ZannaBolton, ZannaBoltonSpec
+from ._closure import AbstractPhysicalClosure, LogScaled, PhysicalClosureSpec
+from .backscatter_biharmonic import BackscatterBiharmonic, BackscatterBiharmonicSpec
+from .smagorinsky import Smagorinsky, SmagorinskySpec
+from .zanna_bolton import ZannaBolton, ZannaBoltonSpec
 
 SPECS = (SmagorinskySpec, BackscatterBiharmonicSpec, ZannaBoltonSpec)
 

@@ -18,8 +18,7 @@ import equinox as eqx
 import jax
 import jax.numpy as jnp
 from pydantic import Field, model_validator
-from qgzoo.networks import AbstractParameterization
-from qgzoo.spec import NetworkSpec
+from qgzoo import AbstractParameterization, NetworkSpec
 
 
 class LogScaled(eqx.Module):

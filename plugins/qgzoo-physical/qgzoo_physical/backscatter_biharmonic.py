@@ -18,10 +18,10 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 from pydantic import Field
-from qgzoo.reference import FieldStats
+from qgzoo import FieldStats
 
-from qgzoo_physical import _spectral as sp
-from qgzoo_physical._closure import (
+from . import _spectral as sp
+from ._closure import (
     AbstractPhysicalClosure, LogScaled, PhysicalClosureSpec, constant_value)
 
 #: Added to the backscatter's denominator (m^2/s^2 x m ...) so a fluid at rest

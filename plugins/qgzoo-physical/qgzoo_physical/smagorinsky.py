@@ -11,10 +11,10 @@ from typing import Literal
 
 import jax
 from pydantic import Field
-from qgzoo.reference import FieldStats
+from qgzoo import FieldStats
 
-from qgzoo_physical import _spectral as sp
-from qgzoo_physical._closure import (
+from . import _spectral as sp
+from ._closure import (
     AbstractPhysicalClosure, LogScaled, PhysicalClosureSpec, constant_value)
 
 

@@ -1,49 +1,25 @@
 """Fixtures: a registry of the built-ins and this plugin only, and realistic states."""
 
-import os
-
 import jax
 import numpy as np
 import pytest
 from pyqg_jax.steppers import AB3Stepper, SteppedModel
 
-import qgzoo
-from qgzoo.generate import load_reference
-from qgzoo import plugins, qg
-from qgzoo.presets import SMALL_REFERENCE
-from qgzoo.spec import build_component
-
-
-@pytest.fixture(scope="session")
-def physical_registry():
-    registry = plugins.load_registry(only=["physical"])
-    assert not registry.problems, registry.problems
-    return registry
+from qgzoo.physics import qg
+from qgzoo.testing.fixtures import data_cache, only_plugins, small_reference_data  # noqa: F401
 
 
 @pytest.fixture(autouse=True)
-def only_this_plugin(physical_registry):
+def only_this_plugin():
     """Every test sees the built-ins and qgzoo-physical, whatever else is installed."""
-    old = plugins.use_registry(physical_registry)
-    yield
-    plugins.use_registry(old)
-
-
-def _load_reference(spec, coarsener):
-    return load_reference(spec, coarsener, progress=False)
+    with only_plugins(["physical"]) as registry:
+        yield registry
 
 
 @pytest.fixture(scope="session")
-def small_data(tmp_path_factory, physical_registry):
+def small_data(data_cache):
     """The small eddy reference (64 -> 16, Operator1): about 40 s to generate, then cached."""
-    cache = os.environ.get("QGZOO_TEST_CACHE") or str(tmp_path_factory.mktemp("cache"))
-    os.environ["QGZOO_CACHE"] = cache
-    old = plugins.use_registry(physical_registry)
-    try:
-        return _load_reference(qgzoo.ReferenceSpec(**SMALL_REFERENCE),
-                               build_component("coarsener", {"kind": "operator1"}))
-    finally:
-        plugins.use_registry(old)
+    return small_reference_data({"kind": "operator1"})
 
 
 @pytest.fixture(scope="session")

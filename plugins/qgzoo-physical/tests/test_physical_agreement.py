@@ -18,8 +18,8 @@ from pyqg_jax.parameterizations import (
     ParameterizedModel, backscatterbiharmonic, smagorinsky, zannabolton2020)
 from pyqg_jax.steppers import AB3Stepper, SteppedModel
 
-from qgzoo.networks import NoClosure
-from qgzoo.spec import build_component
+from qgzoo.components.networks import NoClosure
+from qgzoo.core.schema import validate_component
 
 RTOL = 1e-10
 
@@ -42,7 +42,7 @@ CONSTANTS = {"smagorinsky": ["constant"], "backscatter_biharmonic": ["smag_const
 
 
 def build(kind, constants, trainable=()):
-    spec = build_component("network", {"kind": kind, **constants, "trainable": list(trainable)})
+    spec = validate_component("network", {"kind": kind, **constants, "trainable": list(trainable)})
     return spec.build(None, key=jax.random.key(0))
 
 

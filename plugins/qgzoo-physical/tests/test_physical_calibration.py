@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import qgzoo
-from qgzoo.presets import SMALL_REFERENCE
-from qgzoo.trainer import Setup
+from qgzoo.data.reference import SMALL_REFERENCE
+from qgzoo.training.trainer import Setup
 
 ROLLOUT_STEPS = 5
 
@@ -27,7 +27,7 @@ def experiment(trainable, steps, learning_rate=3e-2):
 def fixed_window_loss(exp, data, parameterization, n_windows=32):
     """Mean loss of ``parameterization`` on the same training windows, whatever it is."""
     train = data.split("train")
-    setup = Setup.build(exp, train.stats())
+    setup = Setup.from_experiment(exp, train.stats())
     rng = np.random.default_rng(2024)
     n_runs, n_samples = train.fields["q"].shape[:2]
     runs = rng.integers(n_runs, size=n_windows)

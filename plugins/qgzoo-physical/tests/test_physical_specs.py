@@ -8,9 +8,9 @@ import pydantic
 import pytest
 
 import qgzoo
-from qgzoo import plugins
-from qgzoo.networks import AbstractParameterization, trainable
-from qgzoo.spec import build_component
+from qgzoo.core import plugins
+from qgzoo.components.networks import AbstractParameterization, trainable
+from qgzoo.core.schema import validate_component
 from qgzoo_physical import (
     BackscatterBiharmonicSpec, LogScaled, SmagorinskySpec, ZannaBoltonSpec)
 
@@ -36,8 +36,8 @@ def test_defaults_are_pyqgs():
 
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_round_trip_and_schema(kind):
-    spec = build_component("network", {"kind": kind, "trainable": KINDS[kind].constant_names})
-    assert build_component("network", spec.model_dump(mode="json")) == spec
+    spec = validate_component("network", {"kind": kind, "trainable": KINDS[kind].constant_names})
+    assert validate_component("network", spec.model_dump(mode="json")) == spec
     schema = qgzoo.schema()
     assert kind in schema["$defs"]["network"]["discriminator"]["mapping"]
     for name in KINDS[kind].constant_names:
@@ -47,7 +47,7 @@ def test_round_trip_and_schema(kind):
 @pytest.mark.parametrize("kind", sorted(KINDS))
 def test_unknown_trainable_name_is_an_error_listing_the_constants(kind):
     with pytest.raises(pydantic.ValidationError) as error:
-        build_component("network", {"kind": kind, "trainable": ["viscosity"]})
+        validate_component("network", {"kind": kind, "trainable": ["viscosity"]})
     message = str(error.value)
     assert "viscosity" in message
     assert all(name in message for name in KINDS[kind].constant_names)
@@ -67,7 +67,7 @@ def test_repeated_trainable_name_is_an_error():
 ])
 def test_constants_outside_their_bounds_are_errors(kind, values):
     with pytest.raises(pydantic.ValidationError) as error:
-        build_component("network", {"kind": kind, **values})
+        validate_component("network", {"kind": kind, **values})
     assert next(iter(values)) in str(error.value)
 
 
@@ -79,7 +79,7 @@ def test_no_backscatter_is_allowed_but_cannot_be_trained():
 
 def test_unknown_field_is_an_error():
     with pytest.raises(pydantic.ValidationError, match="extra"):
-        build_component("network", {"kind": "smagorinsky", "C": 0.1})
+        validate_component("network", {"kind": "smagorinsky", "C": 0.1})
 
 
 def test_trainable_constants_are_float64_arrays_and_the_others_floats():

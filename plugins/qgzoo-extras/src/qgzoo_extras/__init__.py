@@ -3,16 +3,16 @@
 - loss ``spectral``: squared log-error of the rollout state's isotropic
   spectrum (kinetic energy, enstrophy or potential enstrophy), per layer.
 - steppers ``rk4`` and ``ssprk3``: explicit Runge-Kutta schemes, built as
-  objects with ``stepped_model(model)`` (see ``qgzoo.rollout.parameterized_model``).
+  objects with ``stepped_model(model)`` (see ``qgzoo.parameterized_model``).
 """
 
 from qgzoo import hookimpl
 
-from qgzoo_extras.runge_kutta import (
+from .runge_kutta import (
     RK4, SSPRK3, ButcherTableau, RungeKuttaStepper, RungeKuttaSteppedModel)
-from qgzoo_extras.spectral_loss import (
+from .spectral_loss import (
     IsotropicSpectrum, SpectralLoss, SpectralSpec, isotropic_spectrum)
-from qgzoo_extras.steppers import RK4Spec, SSPRK3Spec
+from .steppers import RK4Spec, SSPRK3Spec
 
 __all__ = [
     "RK4", "SSPRK3", "ButcherTableau", "IsotropicSpectrum", "RK4Spec", "RungeKuttaStepper",

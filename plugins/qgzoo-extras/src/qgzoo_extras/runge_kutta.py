@@ -4,7 +4,7 @@ A Runge-Kutta step evaluates the model once per stage, so it cannot be a
 pyqg-jax ``Stepper``, whose ``apply_updates`` receives one model evaluation per
 step. Instead the built stepper provides ``stepped_model(model)``, a drop-in
 for ``pyqg_jax.steppers.SteppedModel`` over pyqg-jax's own ``StepperState``
-(state, t, tc); see ``qgzoo.rollout.parameterized_model``.
+(state, t, tc); see ``qgzoo.parameterized_model``.
 
 Two conventions, chosen to match pyqg-jax's steppers:
 

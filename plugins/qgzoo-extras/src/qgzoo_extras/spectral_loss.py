@@ -23,9 +23,7 @@ import numpy as np
 from pydantic import Field
 from pyqg_jax.qg_model import QGModel
 
-from qgzoo.losses import AbstractLoss
-from qgzoo.reference import FieldStats
-from qgzoo.spec import LossSpec
+from qgzoo import AbstractLoss, FieldStats, LossSpec
 
 Quantity = Literal["kinetic_energy", "enstrophy", "potential_enstrophy"]
 #: Where the low-resolution model's exponential filter starts, in grid-scaled wavenumber.
@@ -105,6 +103,9 @@ class SpectralLoss(AbstractLoss):
         eps = eps + jnp.finfo(ref.dtype).tiny
         error = (jnp.log(pred + eps) - jnp.log(ref + eps)) ** 2
         return jnp.mean(jnp.sum(error * self.scored, axis=-1) / jnp.sum(self.scored))
+
+    def forcing_term(self, f_pred, f_ref):
+        return jnp.zeros((), f_pred.dtype)
 
 
 class SpectralSpec(LossSpec):

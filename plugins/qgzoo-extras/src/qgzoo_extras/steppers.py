@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from qgzoo.spec import StepperSpec
+from qgzoo import StepperSpec
 
-from qgzoo_extras.runge_kutta import RK4, SSPRK3, RungeKuttaStepper
+from .runge_kutta import RK4, SSPRK3, RungeKuttaStepper
 
 
 class RK4Spec(StepperSpec):

@@ -8,8 +8,8 @@
 
 from qgzoo import hookimpl
 
-from qgzoo_filters.operator3 import Operator3, Operator3Spec, block_mean, kernel_response
-from qgzoo_filters.sharp_cutoff import SharpCutoff, SharpCutoffSpec
+from .operator3 import Operator3, Operator3Spec, block_mean, kernel_response
+from .sharp_cutoff import SharpCutoff, SharpCutoffSpec
 
 __all__ = ["Operator3", "Operator3Spec", "SharpCutoff", "SharpCutoffSpec", "block_mean",
            "kernel_response", "register_components"]

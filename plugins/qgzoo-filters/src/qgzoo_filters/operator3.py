@@ -41,8 +41,7 @@ import numpy as np
 from pydantic import Field
 from pyqg_jax.qg_model import QGModel
 
-from qgzoo.coarsen import AbstractCoarsener
-from qgzoo.spec import CoarsenerSpec
+from qgzoo import AbstractCoarsener, CoarsenerSpec
 
 
 def wrapped_gaussian_kernel(size: int, sigma: float) -> np.ndarray:

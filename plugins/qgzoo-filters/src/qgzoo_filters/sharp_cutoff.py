@@ -9,8 +9,7 @@ import jax.numpy as jnp
 from pydantic import Field
 from pyqg_jax.qg_model import QGModel
 
-from qgzoo.coarsen import SpectralCoarsener
-from qgzoo.spec import CoarsenerSpec
+from qgzoo import CoarsenerSpec, SpectralCoarsener
 
 
 class SharpCutoff(SpectralCoarsener):

@@ -1,0 +1,1 @@
+"""The top layer: the ``qgzoo`` command (``cli``), the demo, and reproducing the zoo."""

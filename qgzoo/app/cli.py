@@ -1,0 +1,324 @@
+"""The ``qgzoo`` command: plugins, specs, training, data, comparison, the zoo, the demo."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import sys
+
+from pydantic import ValidationError
+
+from qgzoo import zoo
+from qgzoo.app import demo, zoo_build
+from qgzoo.core import plugins
+from qgzoo.core.schema import validate_component
+from qgzoo.data import store
+from qgzoo.data.reference import REFERENCES, ReferenceSpec
+from qgzoo.evaluation.comparison import MAIN_BENCHMARK, TRANSFER_BENCHMARK, compare
+from qgzoo.training.experiment import Experiment, schema
+from qgzoo.training.presets import EXPERIMENTS
+from qgzoo.training.trainer import train
+
+_COLUMNS = ("category", "kind", "plugin", "distribution", "version")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the ``qgzoo`` command with ``argv`` (default: sys.argv[1:]); returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return args.command(args)
+    except BrokenPipeError:
+        # The reader went away (`qgzoo schema | head`): stop quietly, as other tools do.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="qgzoo", description="Subgrid parameterizations for two-layer QG turbulence.")
+    commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
+
+    listing = commands.add_parser("plugins", help="list installed component kinds and problems")
+    listing.add_argument("--json", action="store_true", help="print a JSON list")
+    listing.set_defaults(command=plugins_command)
+
+    preset = commands.add_parser("spec", help="print a preset experiment as JSON")
+    preset.add_argument("name", choices=sorted(EXPERIMENTS), help="preset name")
+    preset.set_defaults(command=spec_command)
+
+    schema_parser = commands.add_parser("schema", help="print the Experiment JSON Schema")
+    schema_parser.set_defaults(command=schema_command)
+    _add_training_commands(commands)
+    _add_data_commands(commands)
+    _add_comparison_commands(commands)
+    _add_zoo_commands(commands)
+    demo = commands.add_parser("demo", help="compare the shipped zoo and write the report")
+    demo.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs/demo"),
+                      metavar="DIR", help="output folder (default: runs/demo)")
+    demo.set_defaults(command=demo_command)
+    return parser
+
+
+def _add_training_commands(commands) -> None:
+    training = commands.add_parser("train", help="train the experiment declared in a JSON file")
+    training.add_argument("spec", type=pathlib.Path, metavar="SPEC.json")
+    training.add_argument("--out", type=pathlib.Path, metavar="DIR",
+                          help="output folder (default: runs/<spec file stem>)")
+    training.add_argument("--steps", type=int, metavar="N", help="override training.steps")
+    training.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    training.set_defaults(command=train_command)
+
+
+def _add_data_commands(commands) -> None:
+    data = commands.add_parser("data", help="build and inspect reference stores")
+    data_commands = data.add_subparsers(title="data commands", required=True, metavar="COMMAND")
+    building = data_commands.add_parser(
+        "build", help="build (or resume) a reference store from a spec or preset")
+    building.add_argument("spec", metavar="SPEC",
+                          help=f"reference or experiment JSON file, or a preset: "
+                               f"{', '.join(REFERENCES)}")
+    building.add_argument("--out", type=pathlib.Path, metavar="PATH",
+                          help="store path (default: the cache, keyed by the spec)")
+    building.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    building.set_defaults(command=data_build_command)
+    info = data_commands.add_parser("info", help="describe a reference store")
+    info.add_argument("path", type=pathlib.Path, metavar="PATH")
+    info.set_defaults(command=data_info_command)
+
+
+def _add_comparison_commands(commands) -> None:
+    comparing = commands.add_parser(
+        "compare", help="compare parameterizations: leaderboard, scores, figures, report")
+    comparing.add_argument(
+        "entries", nargs="*", metavar="ENTRY",
+        help="zoo entry names, trained folders, experiment or network JSON files, or network "
+             "kinds (default: every zoo entry)")
+    comparing.add_argument(
+        "--benchmark", action="append", metavar="NAME", dest="benchmarks",
+        help=f"reference to score on, repeatable; the first makes the leaderboard "
+             f"(default: {MAIN_BENCHMARK} then {TRANSFER_BENCHMARK}; choices: "
+             f"{', '.join(REFERENCES)})")
+    comparing.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs/compare"),
+                           metavar="DIR", help="output folder (default: runs/compare)")
+    comparing.add_argument("--no-cache", action="store_true", help="recompute every run")
+    comparing.add_argument("--no-figures", action="store_true", help="skip the figures")
+    comparing.set_defaults(command=compare_command)
+
+
+def _add_zoo_commands(commands) -> None:
+    zoo_parser = commands.add_parser("zoo", help="list, show, reproduce the zoo's entries")
+    zoo_commands = zoo_parser.add_subparsers(title="zoo commands", required=True, metavar="COMMAND")
+    zoo_commands.add_parser("list", help="list the entries").set_defaults(command=zoo_list_command)
+    showing = zoo_commands.add_parser("show", help="print an entry's model card")
+    showing.add_argument("name", metavar="NAME")
+    showing.set_defaults(command=zoo_show_command)
+    rebuilding = zoo_commands.add_parser(
+        "build", help="reproduce an entry: train it from its spec, score it, write its card")
+    rebuilding.add_argument("names", nargs="+", metavar="NAME")
+    rebuilding.add_argument("--no-train", action="store_true",
+                            help="keep the trained weights, only rescore and rewrite the card")
+    rebuilding.set_defaults(command=zoo_build_command)
+    shipping = zoo_commands.add_parser(
+        "benchmark", help="derive a reference's benchmark from its store (built if needed) "
+                          "into registry/references")
+    shipping.add_argument("name", choices=sorted(REFERENCES), metavar="NAME")
+    shipping.set_defaults(command=zoo_benchmark_command)
+
+
+def plugins_command(args: argparse.Namespace) -> int:
+    """Print every registered kind with the plugin and distribution providing it, then problems."""
+    registry = plugins.registry()
+    rows = [{name: getattr(reg, name) for name in _COLUMNS} for reg in registry.registrations()]
+    if args.json:
+        problems = [{"plugin": p.plugin, "problem": p.message} for p in registry.problems]
+        print(json.dumps(rows + problems, indent=2))
+        return 0
+    print(_table([dict(zip(_COLUMNS, _COLUMNS))] + rows))
+    if registry.problems:
+        print(f"\nPROBLEMS ({len(registry.problems)}):")
+        for problem in registry.problems:
+            print(f"  ! {problem.plugin}: {problem.message}")
+    return 0
+
+
+def _table(rows: list[dict]) -> str:
+    widths = {c: max(len(str(row[c])) for row in rows) for c in _COLUMNS}
+    lines = ["  ".join(str(row[c]).ljust(widths[c]) for c in _COLUMNS).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+def spec_command(args: argparse.Namespace) -> int:
+    """Print a preset experiment as JSON, a starting point for ``qgzoo train``."""
+    print(EXPERIMENTS[args.name]().to_json())
+    return 0
+
+
+def schema_command(args: argparse.Namespace) -> int:
+    """Print the JSON Schema of Experiment, with every installed component kind."""
+    print(json.dumps(schema(), indent=2))
+    return 0
+
+
+def train_command(args: argparse.Namespace) -> int:
+    """Validate a spec file, train it into ``--out`` and report the result.
+
+    An invalid spec prints one ``field.path: message`` line per error and returns 2.
+    """
+    try:
+        experiment = Experiment.from_file(args.spec)
+        if args.steps is not None:
+            # Specs are frozen and validated as a whole: rebuild rather than patch.
+            data = experiment.model_dump(mode="json")
+            data["training"]["steps"] = args.steps
+            experiment = Experiment.model_validate(data)
+    except ValidationError as error:
+        print(f"error: {args.spec} is not a valid experiment:", file=sys.stderr)
+        print(format_validation_error(error), file=sys.stderr)
+        return 2
+    except json.JSONDecodeError as error:
+        print(f"error: {args.spec} is not valid JSON: {error}", file=sys.stderr)
+        return 2
+    except OSError as error:
+        print(f"error: cannot read {args.spec}: {error.strerror}", file=sys.stderr)
+        return 2
+
+    out = args.out if args.out is not None else pathlib.Path("runs") / args.spec.stem
+    trained = train(experiment, out=out, progress=not args.no_progress)
+    final_loss = f"{trained.history[-1]['loss']:.6g}" if trained.history else "n/a (no updates)"
+    print(f"saved to {out}")
+    print(f"final loss: {final_loss}")
+    print(f"skipped updates: {trained.skipped}")
+    return 0
+
+
+def format_validation_error(error: ValidationError) -> str:
+    """One ``  field.path: message`` line per error of ``error``."""
+    lines = []
+    for item in error.errors():
+        path = ".".join(str(part) for part in item["loc"])
+        message = item["msg"]
+        if item["type"] == "value_error":
+            # A model-level check: its message already names the fields involved.
+            message = str(item.get("ctx", {}).get("error", message))
+        lines.append(f"  {path}: {message}" if path else f"  {message}")
+    return "\n".join(lines)
+
+
+def _reference_spec(text: str) -> ReferenceSpec:
+    if text in REFERENCES:
+        spec = ReferenceSpec.model_validate(REFERENCES[text])
+    else:
+        content = json.loads(pathlib.Path(text).read_text())
+        if "reference" in content:  # an experiment: its reference and coarsener
+            experiment = Experiment.model_validate(content)
+            return experiment.reference.with_coarsener(experiment.coarsener)
+        spec = ReferenceSpec.model_validate(content)
+    if not spec.coarseners:
+        spec = spec.with_coarsener(validate_component("coarsener", {"kind": "operator1"}))
+    return spec
+
+
+def data_build_command(args: argparse.Namespace) -> int:
+    """Build or resume the store of a reference spec, then print its description."""
+    try:
+        spec = _reference_spec(args.spec)
+    except ValidationError as error:
+        print(f"error: {args.spec} is not a valid reference:", file=sys.stderr)
+        print(format_validation_error(error), file=sys.stderr)
+        return 2
+    except (OSError, json.JSONDecodeError) as error:
+        print(f"error: cannot read {args.spec}: {error}", file=sys.stderr)
+        return 2
+    path = args.out or store.store_path(spec)
+    try:
+        store.build_store(spec, path, progress=not args.no_progress)
+    except store.StoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    print(store.describe_store(path))
+    return 0
+
+
+def data_info_command(args: argparse.Namespace) -> int:
+    """Print a store's spec, sizes, splits, checks and per-layer statistics."""
+    try:
+        print(store.describe_store(args.path))
+    except store.StoreError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def compare_command(args: argparse.Namespace) -> int:
+    """Compare entries and write the leaderboard, scores, figures and report."""
+    benchmarks = args.benchmarks or (MAIN_BENCHMARK, TRANSFER_BENCHMARK)
+    try:
+        comparison = compare(args.entries or None, benchmarks, out=args.out,
+                             cache=not args.no_cache, figures=not args.no_figures)
+    except ValidationError as error:
+        print("error: an entry is not a valid spec:", file=sys.stderr)
+        print(format_validation_error(error), file=sys.stderr)
+        return 2
+    except (ValueError, KeyError, FileNotFoundError) as error:
+        message = error.args[0] if isinstance(error, KeyError) else error
+        print(f"error: {message}", file=sys.stderr)
+        return 2
+    print()
+    print(comparison.table())
+    return 0
+
+
+def zoo_list_command(args: argparse.Namespace) -> int:
+    """One line per entry: name, network kind, how it was trained (or what it lacks here)."""
+    for name in zoo.names():
+        problem = zoo.unavailable(name)
+        if problem is not None:
+            print(f"{name:20} {zoo.network_kind(name):24} unavailable: {problem}")
+            continue
+        spec = zoo.experiment(name)
+        training = spec.training
+        how = ("fixed constants" if not training.steps else
+               f"online, T = {training.rollout_steps} samples" if training.rollout_steps else
+               f"offline, on {training.forcing_target}")
+        print(f"{name:20} {spec.network.kind:24} {how}")
+    return 0
+
+
+def zoo_show_command(args: argparse.Namespace) -> int:
+    """Print the model card of an entry."""
+    try:
+        print(zoo.card(args.name))
+    except KeyError as error:
+        print(f"error: {error.args[0]}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def zoo_build_command(args: argparse.Namespace) -> int:
+    """Train, score and write the card of each named entry."""
+    for name in args.names:
+        try:
+            path = zoo_build.build_entry(name, train=not args.no_train)
+        except KeyError as error:
+            print(f"error: {error.args[0]}", file=sys.stderr)
+            return 2
+        print(f"{name}: {path / zoo.CARD}")
+    return 0
+
+
+def zoo_benchmark_command(args: argparse.Namespace) -> int:
+    """Write registry/references/NAME.npz from the reference store."""
+    print(zoo_build.ship_benchmark(args.name))
+    return 0
+
+
+def demo_command(args: argparse.Namespace) -> int:
+    """Run ``qgzoo.app.demo.main``."""
+    demo.main(out=args.out)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

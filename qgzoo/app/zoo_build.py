@@ -1,0 +1,96 @@
+"""Reproducing the zoo: train an entry from its spec, score it, write its card; ship a
+reference's benchmark."""
+
+from __future__ import annotations
+
+import datetime
+import pathlib
+import platform
+
+from qgzoo import zoo
+from qgzoo.core import files
+from qgzoo.core.plugins import distribution_version
+from qgzoo.evaluation.benchmark import load_benchmark, shipped_path
+from qgzoo.evaluation.comparison import Comparison, compare
+from qgzoo.evaluation.results import BASELINE
+from qgzoo.training import trained, trainer
+from qgzoo.training.experiment import Experiment
+
+
+def build_entry(name: str, *, train: bool = True, progress: bool = True) -> pathlib.Path:
+    """Reproduce entry ``name``: train it from its experiment.json, score it, write its card.
+
+    Entries with ``training.steps == 0`` are not trained; their card is written
+    all the same. Training data come from the reference store (built if not
+    cached); scores from ``qgzoo.compare`` on the main and transfer benchmarks.
+    ``train=False`` only rescores an entry trained before.
+    """
+    path = zoo.folder(name)
+    spec = zoo.experiment(name)
+    if train and spec.training.steps > 0:
+        for stale in (trained.WEIGHTS, trained.LOG, trained.CHECKPOINT):
+            (path / stale).unlink(missing_ok=True)
+        trainer.train(spec, path, progress=progress)
+        (path / trained.CHECKPOINT).unlink(missing_ok=True)
+    comparison = compare([name], out=None, progress=progress)
+    files.atomic_write_text(path / zoo.CARD, model_card(name, spec, comparison))
+    return path
+
+
+def model_card(name: str, spec: Experiment, comparison: Comparison) -> str:
+    """The model card of entry ``name``: data, training, scores of ``comparison``, spec."""
+    main = comparison.benchmarks[0]
+    row = comparison.rows()[0]
+    result = comparison.results[name, main.name]
+    scores = comparison.scores(name, main.name)
+    training = spec.training
+    history = comparison.entries[0].history
+    if training.steps:
+        seconds = sum(h["seconds"] for h in history)
+        skipped = sum(not h["finite"] for h in history)
+        mode = (f"online, {training.rollout_steps}-sample rollouts" if training.rollout_steps
+                else f"offline, on {training.forcing_target}")
+        how = (f"{mode}, loss `{spec.loss.kind}`, {training.steps} updates of batch "
+               f"{training.batch_size}; {seconds:.0f} s of updates on {platform.machine()} "
+               f"CPU ({skipped} updates skipped)")
+        if training.init_from:
+            how = f"from the weights of `{training.init_from}`, then {how}"
+    else:
+        how = "not trained: constants as in the spec"
+    lines = [
+        f"# {name}", "",
+        f"- network: `{spec.network.kind}`; coarsener `{spec.coarsener.kind}`; "
+        f"stepper `{spec.stepper.kind}`, dt {spec.stepper.dt:g} s",
+        f"- data: {spec.reference.config} {spec.reference.hires_nx} -> "
+        f"{spec.reference.lores_nx}, runs {list(spec.reference.split_runs()['train'])} for "
+        f"training, held-out runs {list(spec.reference.split_runs()['test'])}",
+        f"- training: {how}",
+        f"- reproduce: `qgzoo zoo build {name}`",
+        f"- made by qgzoo {distribution_version('qgzoo')} on {datetime.date.today().isoformat()}", "",
+        f"## Scores on `{main.name}` (held-out runs {main.test_runs})", "",
+        f"- online similarity to high resolution: mean {row['mean']:.2f}, min {row['min']:.2f}, "
+        f"better than no parameterization on {row['better']} of 18",
+        f"- stable runs: {row['stable']}"
+        + (f", first blow-up on day {row['blowup_days']:.0f}" if row["blowup_days"] is not None else ""),
+        f"- cost: {row['ms_per_step']:.3g} ms/step, x{row['x_lores']:.2g} the model without "
+        f"parameterization ({comparison.ms_per_step[BASELINE]:.3g} ms), x{row['x_hires']:.2g} "
+        f"high resolution",
+        "- offline skill on the held-out forcing (upper, lower layer):",
+    ]
+    for key, value in result.offline.items():
+        lines.append(f"  - {key}: {value[0]:.3f}, {value[1]:.3f}")
+    for other in comparison.benchmarks[1:]:
+        lines.append(f"- transfer, mean similarity on `{other.name}`: "
+                     f"{row[f'mean_{other.name}']:.2f}")
+    lines += ["", "| metric | similarity |", "|---|---:|"]
+    lines += [f"| {metric} | {value:.2f} |" for metric, value in scores.items()]
+    lines += ["", "## Experiment", "", "```json", spec.to_json(), "```", ""]
+    return "\n".join(lines)
+
+
+def ship_benchmark(name: str) -> pathlib.Path:
+    """Write the benchmark of reference preset ``name`` into the zoo, from its store
+    (built first if it is not cached); returns the file."""
+    path = shipped_path(name)
+    path.unlink(missing_ok=True)
+    return load_benchmark(name).save(path)

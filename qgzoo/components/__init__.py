@@ -1,0 +1,17 @@
+"""The built-in components: a plugin, registered through the same hook as any other.
+
+The registry imports this package by its dotted name (``qgzoo.core.plugins.DEFAULT_PLUGINS``).
+"""
+
+from qgzoo.components.coarseners import Operator1Spec, Operator2Spec
+from qgzoo.components.losses import ForcingMSESpec, StateMSESpec, WeightedSpec
+from qgzoo.components.networks import CNNSpec, MLPSpec, NoneSpec
+from qgzoo.components.steppers import AB3Spec, EulerSpec
+from qgzoo.core.hookspecs import hookimpl
+
+
+@hookimpl
+def register_components(register):
+    for spec_class in (Operator1Spec, Operator2Spec, CNNSpec, MLPSpec, NoneSpec,
+                       StateMSESpec, ForcingMSESpec, WeightedSpec, AB3Spec, EulerSpec):
+        register(spec_class)

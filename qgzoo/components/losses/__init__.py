@@ -1,0 +1,9 @@
+"""Losses: the protocol (``base``) and the built-in family, one file each."""
+
+from qgzoo.components.losses.base import AbstractLoss
+from qgzoo.components.losses.forcing_mse import ForcingMSE, ForcingMSESpec
+from qgzoo.components.losses.state_mse import StateMSE, StateMSESpec
+from qgzoo.components.losses.weighted import Weighted, WeightedSpec, WeightedTerm
+
+__all__ = ["AbstractLoss", "ForcingMSE", "ForcingMSESpec", "StateMSE", "StateMSESpec",
+           "Weighted", "WeightedSpec", "WeightedTerm"]

@@ -1,0 +1,11 @@
+"""Networks and closures: the protocol (``base``) and the built-in family, one file each."""
+
+from qgzoo.components.networks.base import (
+    AbstractParameterization, NeuralClosure, NeuralSpec, Scale, trainable)
+from qgzoo.components.networks.cnn import CNN, ChannelAffine, CNNSpec
+from qgzoo.components.networks.mlp import MLPSpec, StencilMLP
+from qgzoo.components.networks.none import NoClosure, NoneSpec
+
+__all__ = ["CNN", "AbstractParameterization", "CNNSpec", "ChannelAffine", "MLPSpec",
+           "NeuralClosure", "NeuralSpec", "NoClosure", "NoneSpec", "Scale", "StencilMLP",
+           "trainable"]

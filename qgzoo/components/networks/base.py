@@ -1,0 +1,87 @@
+"""The network protocol: maps from the low-resolution state to a q forcing (1/s^2).
+
+A network here is anything that predicts the subgrid forcing: neural networks
+and physical closures alike. Each is an ``AbstractParameterization``, which is
+also a pyqg-jax parameterization function, so a trained network plugs into
+``pyqg_jax.parameterizations.ParameterizedModel(model, param_func=network)``.
+"""
+
+from __future__ import annotations
+
+import abc
+from typing import Literal
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+from pydantic import Field, model_validator
+
+from qgzoo.core.fields import FieldStats
+from qgzoo.core.spec import NetworkSpec
+from qgzoo.physics import qg
+
+
+class AbstractParameterization(eqx.Module):
+    """A q-forcing S added to the low-resolution tendency: dq/dt = RHS + S."""
+
+    @abc.abstractmethod
+    def q_forcing(self, full_state, model) -> jax.Array:
+        """Forcing (nz, ny, nx) in 1/s^2 from a pyqg-jax full state of ``model``."""
+
+    def q_forcing_at(self, model, q: jax.Array) -> jax.Array:
+        """Forcing (nz, ny, nx) in 1/s^2 at the real PV field q (nz, ny, nx) in 1/s."""
+        return self.q_forcing(model.get_full_state(qg.state_from_q(model, q)), model)
+
+    def __call__(self, state, param_aux, model):
+        """pyqg-jax ``param_func``: updates of the parameterized model, and its aux state."""
+        full = model.get_full_state(state)
+        forcing_h = jnp.fft.rfftn(self.q_forcing(full, model), axes=(-2, -1))
+        return state.update(qh=full.dqhdt + forcing_h.astype(full.dqhdt.dtype)), param_aux
+
+
+class Scale(eqx.Module):
+    """Per-channel scale fitted from training data; never trained."""
+
+    std: jax.Array
+
+
+class NeuralClosure(AbstractParameterization):
+    """A float32 network on scaled inputs, its output rescaled to 1/s^2."""
+
+    core: eqx.Module
+    inputs: tuple[str, ...] = eqx.field(static=True)
+    input_scale: Scale
+    output_scale: Scale
+
+    def q_forcing(self, full_state, model):
+        x = jnp.concatenate([getattr(full_state, name) for name in self.inputs])
+        x = x / jax.lax.stop_gradient(self.input_scale.std)[:, None, None]
+        y = self.core(x.astype(jnp.float32))
+        std = jax.lax.stop_gradient(self.output_scale.std).astype(full_state.q.dtype)
+        return y.astype(full_state.q.dtype) * std[:, None, None]
+
+
+def trainable(tree) -> object:
+    """Filter spec for ``eqx.partition``: floating arrays except fitted scales."""
+    return jax.tree.map(lambda x: False if isinstance(x, Scale) else eqx.is_inexact_array(x),
+                        tree, is_leaf=lambda x: isinstance(x, Scale))
+
+
+class NeuralSpec(NetworkSpec):
+    """What the neural networks' specs share: their inputs and layers, and the scaling."""
+
+    inputs: tuple[Literal["q", "u", "v"], ...] = Field(
+        ("q",), min_length=1, description="input fields, each per layer (q 1/s; u, v m/s)")
+    nz: int = Field(2, ge=1, description="number of layers")
+
+    @model_validator(mode="after")
+    def _unique_inputs(self):
+        if len(set(self.inputs)) != len(self.inputs):
+            raise ValueError(f"inputs must not repeat: {self.inputs}")
+        return self
+
+    def closure(self, core, stats: FieldStats, target: str) -> NeuralClosure:
+        """``core`` wrapped in the input and output scales fitted to ``stats``."""
+        input_std = jnp.concatenate([stats.std[name] for name in self.inputs])
+        return NeuralClosure(core, tuple(self.inputs), Scale(input_std),
+                             Scale(stats.std[target]))

@@ -1,0 +1,351 @@
+"""Build reference stores: run the ensemble, coarsen on the fly, write zarr, resume.
+
+Runs advance together (vmapped, jitted loops) through a fixed plan of chunks:
+spin-up chunks, then sample chunks. After each chunk the samples are written
+into their place in the store and the high-resolution stepper state is saved
+atomically beside it, so a build killed at any point restarts from the last
+complete chunk and ends with the same store as an uninterrupted build.
+
+Store layout (zarr, readable with ``xarray.open_zarr(path, group=...)``):
+one group per coarsener with q, u, v (low-res), q_forcing_total and
+q_subgrid_forcing, dims ``run, time, lev, y, x``; a group ``hires`` with the
+high-res q of the last samples and per-sample kinetic energy and CFL number.
+The store's attributes hold the spec, the qgzoo version and the sanity checks.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import warnings
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import zarr
+from pyqg_jax.steppers import AB3Stepper, SteppedModel
+from tqdm.auto import tqdm
+
+from qgzoo.core import files
+from qgzoo.core.fields import FIELDS, LONG_NAMES, UNITS
+from qgzoo.core.plugins import distribution_version
+from qgzoo.core.spec import CoarsenerSpec
+from qgzoo.data.reference import ReferenceData, ReferenceSpec, coarsener_name
+from qgzoo.physics import qg
+
+#: Bump when generation changes what a spec produces, so stale stores are not reused.
+DATA_VERSION = 2
+SPINUP_CHUNK = 1000  # high-res steps per spin-up chunk
+SAMPLE_CHUNK_BYTES = 64 * 2**20  # target size of one chunk's low-res output
+KE_TREND_LIMIT = 0.25  # |trend over the kept period| / mean kinetic energy
+
+
+class StoreError(RuntimeError):
+    """A store that does not match its spec, or is incomplete."""
+
+
+def store_key(spec: ReferenceSpec) -> str:
+    """Content hash of what determines a store."""
+    return files.content_hash([DATA_VERSION, spec.model_dump(mode="json")])
+
+
+def store_path(spec: ReferenceSpec) -> pathlib.Path:
+    """Where the cache keeps the store of ``spec``."""
+    return files.cache_dir() / f"reference-{store_key(spec)}.zarr"
+
+
+def _plan(spec: ReferenceSpec) -> list[tuple[str, int]]:
+    """The chunks of a build: ("spinup", steps) then ("samples", n) then ("snapshots", n)."""
+    chunks = [("spinup", min(SPINUP_CHUNK, spec.spinup_steps - start))
+              for start in range(0, spec.spinup_steps, SPINUP_CHUNK)]
+    per_sample = 8 * spec.n_runs * 2 * spec.lores_nx**2 * len(FIELDS) * len(spec.coarseners)
+    per_chunk = int(max(1, min(SAMPLE_CHUNK_BYTES // per_sample,
+                               -(-SPINUP_CHUNK // spec.sample_interval))))
+    plain = spec.n_samples - spec.n_hires_snapshots
+    chunks += [("samples", min(per_chunk, plain - start)) for start in range(0, plain, per_chunk)]
+    if spec.n_hires_snapshots:
+        chunks.append(("snapshots", spec.n_hires_snapshots))
+    return chunks
+
+
+class _Builder:
+    """The jitted pieces of a build, for one spec."""
+
+    def __init__(self, spec: ReferenceSpec):
+        self.spec = spec
+        self.hires = spec.hires_model()
+        self.model = SteppedModel(self.hires, AB3Stepper(dt=float(spec.dt)))
+        lores = spec.lores_model()
+        self.coarseners = [c.build(self.hires, lores) for c in spec.coarseners]
+        self.advance = jax.jit(self._advance, static_argnums=1)
+        self.sample_chunk = jax.jit(self._sample_chunk, static_argnums=(1, 2))
+
+    def initial_state(self):
+        keys = jax.random.split(jax.random.key(self.spec.seed), self.spec.n_runs)
+        return jax.vmap(self.model.create_initial_state)(keys)
+
+    def _advance(self, state, n_steps):
+        step = jax.vmap(self.model.step_model)
+        return jax.lax.fori_loop(0, n_steps, lambda _, s: step(s), state)
+
+    @staticmethod
+    def _coarse_fields(coarsener, q_hires):
+        q = coarsener.coarsen(q_hires)
+        u, v = qg.velocities(coarsener.lores, q)
+        return dict(q=q, u=u, v=v, q_forcing_total=coarsener.q_forcing_total(q_hires),
+                    q_subgrid_forcing=coarsener.q_subgrid_forcing(q_hires))
+
+    def _sample(self, q_hires):
+        """Coarse fields per coarsener, high-res kinetic energy per layer and CFL number."""
+        full = self.hires.get_full_state(qg.state_from_q(self.hires, q_hires))
+        ke = jnp.mean(full.u**2 + full.v**2, axis=(-2, -1))
+        speed = jnp.max(jnp.abs(full.u + self.hires.Ubg[:, None, None]) + jnp.abs(full.v))
+        cfl = speed * self.spec.dt / self.hires.dx
+        return [self._coarse_fields(c, q_hires) for c in self.coarseners], ke, cfl
+
+    def _sample_chunk(self, state, n_samples, keep_hires):
+        def body(state, _):
+            state = self._advance(state, self.spec.sample_interval)
+            q_hires = state.state.q
+            lores, ke, cfl = jax.vmap(self._sample)(q_hires)
+            return state, (lores, ke, cfl, q_hires if keep_hires else None)
+        return jax.lax.scan(body, state, length=n_samples)
+
+
+def _create(root: zarr.Group, spec: ReferenceSpec):
+    runs, n = spec.n_runs, spec.lores_nx
+    time = (spec.spinup_steps + spec.sample_interval * np.arange(1, spec.n_samples + 1)) * spec.dt
+    dims = ["run", "time", "lev", "y", "x"]
+    time_chunk = max(1, min(spec.n_samples, 64))
+
+    def coordinates(group, nx, times, time_name="time"):
+        dx = spec.physical_parameters["L"] / nx
+        xs = (np.arange(nx) + 0.5) * dx
+        for name, values, units in [(time_name, times, "s"), ("lev", np.array([1, 2]), ""),
+                                    ("x", xs, "m"), ("y", xs, "m"),
+                                    ("run", np.arange(runs), "")]:
+            array = group.create_array(name, shape=values.shape, dtype=values.dtype,
+                                       dimension_names=[name])
+            array[:] = values
+            array.attrs["units"] = units
+
+    for coarsener in spec.coarseners:
+        group = root.create_group(coarsener_name(coarsener))
+        group.attrs["coarsener"] = coarsener.model_dump(mode="json")
+        coordinates(group, n, time)
+        for name in FIELDS:
+            array = group.create_array(name, shape=(runs, spec.n_samples, 2, n, n),
+                                       chunks=(1, time_chunk, 2, n, n), dtype="f8",
+                                       fill_value=np.nan, dimension_names=dims)
+            array.attrs.update(units=UNITS[name], long_name=LONG_NAMES[name])
+    hires = root.create_group("hires")
+    big = spec.hires_nx
+    if spec.n_hires_snapshots:
+        coordinates(hires, big, time[spec.n_samples - spec.n_hires_snapshots:], "snapshot")
+        array = hires.create_array("q", shape=(runs, spec.n_hires_snapshots, 2, big, big),
+                                   chunks=(1, 1, 2, big, big), dtype="f8", fill_value=np.nan,
+                                   dimension_names=["run", "snapshot", "lev", "y", "x"])
+        array.attrs.update(units="s^-1", long_name="high-resolution potential vorticity")
+    ke = hires.create_array("ke", shape=(runs, spec.n_samples, 2), dtype="f8",
+                            fill_value=np.nan, dimension_names=["run", "time", "lev"])
+    ke.attrs.update(units="m^2 s^-2", long_name="high-resolution mean kinetic energy")
+    cfl = hires.create_array("cfl", shape=(runs, spec.n_samples), dtype="f8",
+                             fill_value=np.nan, dimension_names=["run", "time"])
+    cfl.attrs.update(units="", long_name="high-resolution CFL number")
+    time_array = hires.create_array("time", shape=time.shape, dtype=time.dtype,
+                                    dimension_names=["time"])
+    time_array[:] = time
+    root.attrs.update(qgzoo_spec=spec.model_dump(mode="json"),
+                      qgzoo_version=distribution_version("qgzoo") or "dev",
+                      data_version=DATA_VERSION, complete=False)
+
+
+def _resume_path(path: pathlib.Path) -> pathlib.Path:
+    return path.with_name(path.name + ".resume.eqx")
+
+
+def build_store(spec: ReferenceSpec, path: str | pathlib.Path, *, progress: bool = True,
+                stop_after_chunks: int | None = None) -> pathlib.Path:
+    """Build (or resume building) the store of ``spec`` at ``path``; returns the path.
+
+    ``stop_after_chunks`` stops early, as if interrupted (for tests).
+    """
+    if not spec.coarseners:
+        raise ValueError("a reference store needs at least one coarsener in spec.coarseners")
+    path = pathlib.Path(path)
+    root = _open_for_writing(spec, path)
+    if root.attrs.get("complete"):
+        return path
+    plan = _plan(spec)
+    builder = _Builder(spec)
+    # The resume file holds the state after the last complete chunk and that
+    # chunk's number, replaced atomically: the store's own metadata is written
+    # only when it is created and when it is complete.
+    state, done = builder.initial_state(), 0
+    if _resume_path(path).exists():
+        state, done = eqx.tree_deserialise_leaves(_resume_path(path), (state, jnp.array(0)))
+        done = int(done)
+    total_steps = spec.spinup_steps + spec.n_samples * spec.sample_interval
+    steps_done = sum(_chunk_steps(spec, c) for c in plan[:done])
+    bar = tqdm(total=total_steps, initial=steps_done, desc=f"reference {path.name}",
+               unit="step", disable=not progress)
+    sample = sum(n for kind, n in plan[:done] if kind != "spinup")
+    try:
+        for index in range(done, len(plan)):
+            if stop_after_chunks is not None and index >= stop_after_chunks:
+                return path
+            kind, n = plan[index]
+            if kind == "spinup":
+                state = builder.advance(state, n)
+            else:
+                state, out = builder.sample_chunk(state, n, kind == "snapshots")
+                _write_samples(root, spec, sample, out, kind == "snapshots")
+                sample += n
+            jax.block_until_ready(state)
+            files.atomic_write(_resume_path(path), lambda tmp: eqx.tree_serialise_leaves(
+                tmp, (state, jnp.array(index + 1))))
+            bar.update(_chunk_steps(spec, plan[index]))
+    finally:
+        bar.close()
+    checks = sanity_checks(root)
+    root.attrs.update(checks=checks, complete=True)
+    _resume_path(path).unlink(missing_ok=True)
+    for message in checks["warnings"]:
+        warnings.warn(f"{path}: {message}", stacklevel=2)
+    return path
+
+
+def _open_for_writing(spec: ReferenceSpec, path: pathlib.Path) -> zarr.Group:
+    """The store of ``spec`` at ``path``, created (all at once) if there is none."""
+    if path.exists():
+        root = zarr.open_group(path, mode="r+")
+        _check_spec(root, spec, path)
+        return root
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".creating")
+    shutil.rmtree(tmp, ignore_errors=True)
+    _create(zarr.open_group(tmp, mode="w"), spec)
+    os.replace(tmp, path)
+    return zarr.open_group(path, mode="r+")
+
+
+def _chunk_steps(spec, chunk):
+    kind, n = chunk
+    return n if kind == "spinup" else n * spec.sample_interval
+
+
+def _write_samples(root, spec, start, out, snapshots):
+    lores, ke, cfl, q_hires = out  # each with leading axes (time, run)
+    stop = start + ke.shape[0]
+    for coarsener, fields in zip(spec.coarseners, lores):
+        group = root[coarsener_name(coarsener)]
+        for name in FIELDS:
+            values = np.asarray(fields[name])  # (time, run, lev, y, x)
+            if not np.isfinite(values).all():
+                raise FloatingPointError(
+                    f"the reference run produced non-finite {name} between samples "
+                    f"{start} and {stop}; reduce dt or check the physics parameters")
+            group[name][:, start:stop] = np.moveaxis(values, 0, 1)
+    root["hires/ke"][:, start:stop] = np.moveaxis(np.asarray(ke), 0, 1)
+    root["hires/cfl"][:, start:stop] = np.moveaxis(np.asarray(cfl), 0, 1)
+    if snapshots:
+        root["hires/q"][:, :] = np.moveaxis(np.asarray(q_hires), 0, 1)
+
+
+def sanity_checks(root: zarr.Group) -> dict:
+    """Physical checks of a finished store: spin-up levelled off, finite, CFL below 1."""
+    ke = np.asarray(root["hires/ke"][:]).sum(axis=-1)  # (run, time)
+    time = np.asarray(root["hires/time"][:])
+    centred = time - time.mean()
+    slopes = (ke * centred).sum(axis=1) / (centred**2).sum() if len(time) > 1 else 0 * ke[:, 0]
+    trend = np.abs(slopes) * (time[-1] - time[0]) / ke.mean(axis=1)
+    cfl = float(np.nanmax(root["hires/cfl"][:]))
+    finite = bool(np.isfinite(ke).all())
+    warnings_ = []
+    if trend.max() > KE_TREND_LIMIT:
+        warnings_.append(f"kinetic energy still drifts after spin-up: trend over the kept "
+                         f"period up to {trend.max():.0%} of its mean (limit "
+                         f"{KE_TREND_LIMIT:.0%}); lengthen spinup_steps")
+    if cfl >= 1:
+        warnings_.append(f"CFL number reaches {cfl:.2f} >= 1; reduce dt")
+    if not finite:
+        warnings_.append("non-finite kinetic energy")
+    return {"ke_trend": [float(t) for t in trend], "max_cfl": cfl, "finite": finite,
+            "warnings": warnings_}
+
+
+def _check_spec(root, spec, path):
+    stored = root.attrs.get("qgzoo_spec")
+    if stored is None:
+        raise StoreError(f"{path} is not a qgzoo reference store (no qgzoo_spec attribute)")
+    if stored != spec.model_dump(mode="json") or root.attrs.get("data_version") != DATA_VERSION:
+        raise StoreError(f"{path} was built from a different spec or qgzoo data version; "
+                         "use another path or delete it")
+
+
+def open_reference(path: str | pathlib.Path, coarsener: CoarsenerSpec | None = None,
+                   spec: ReferenceSpec | None = None) -> ReferenceData:
+    """The data of one coarsener (default: the first) from a complete qgzoo store."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise StoreError(f"no reference store at {path}")
+    root = zarr.open_group(path, mode="r")
+    stored = ReferenceSpec.model_validate(root.attrs["qgzoo_spec"])
+    if spec is not None:
+        _check_spec(root, spec, path)
+    if not root.attrs.get("complete"):
+        raise StoreError(f"{path} is incomplete (its build was interrupted); run "
+                         "`qgzoo data build` on the same spec and path to resume it")
+    coarsener = coarsener or stored.coarseners[0]
+    name = coarsener_name(coarsener)
+    if name not in root:
+        raise StoreError(f"{path} has no data for coarsener {name!r}; it has "
+                         f"{[coarsener_name(c) for c in stored.coarseners]}")
+    return ReferenceData({f: root[f"{name}/{f}"] for f in FIELDS},
+                         stored.n_test_runs, stored.n_val_runs)
+
+
+def describe_store(path: str | pathlib.Path) -> str:
+    """A readable summary of a store: spec, size, splits, checks, training-split RMS."""
+    path = pathlib.Path(path)
+    if not path.exists():
+        raise StoreError(f"no reference store at {path}")
+    root = zarr.open_group(path, mode="r")
+    if "qgzoo_spec" not in root.attrs:
+        raise StoreError(f"{path} is not a qgzoo reference store (no qgzoo_spec attribute)")
+    spec = ReferenceSpec.model_validate(root.attrs["qgzoo_spec"])
+    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    lines = [f"store    {path} ({size / 2**20:.1f} MiB, qgzoo {root.attrs.get('qgzoo_version')},"
+             f" data version {root.attrs.get('data_version')})",
+             f"status   {'complete' if root.attrs.get('complete') else 'INCOMPLETE (resume with qgzoo data build)'}",
+             f"config   {spec.config}, {spec.hires_nx} -> {spec.lores_nx}, dt {spec.dt:g} s, "
+             f"{spec.precision} precision, seed {spec.seed}",
+             f"runs     {spec.n_runs}: " + ", ".join(
+                 f"{name} {list(runs)}" for name, runs in spec.split_runs().items() if runs),
+             f"samples  {spec.n_samples} per run every {spec.sample_seconds / 3600:g} h after "
+             f"{spec.spinup_steps * spec.dt / 86400 / 360:.2f} years of spin-up"]
+    if not root.attrs.get("complete"):
+        return "\n".join(lines)
+    checks = root.attrs["checks"]
+    lines.append(f"checks   max CFL {checks['max_cfl']:.3f}; kinetic-energy trend over the kept "
+                 f"period {max(checks['ke_trend']):.1%} of its mean (max over runs); "
+                 f"{'finite' if checks['finite'] else 'NON-FINITE'}")
+    lines += [f"warning  {w}" for w in checks["warnings"]]
+    for coarsener in spec.coarseners:
+        stats = open_reference(path, coarsener).split("train").stats()
+        lines.append(f"{coarsener_name(coarsener)}: training-split RMS per layer")
+        for name in FIELDS:
+            upper, lower = np.asarray(stats.std[name])
+            lines.append(f"  {name:18} {upper:10.3e} {lower:10.3e}  {UNITS[name]}")
+    return "\n".join(lines)
+
+
+def load_reference(spec: ReferenceSpec, coarsener: CoarsenerSpec, *,
+                   progress: bool = True) -> ReferenceData:
+    """The data of ``spec`` coarsened by ``coarsener``, from the cache or built there."""
+    full = spec.with_coarsener(coarsener)
+    path = store_path(full)
+    build_store(full, path, progress=progress)
+    return open_reference(path, coarsener, full)

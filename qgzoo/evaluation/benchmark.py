@@ -1,0 +1,193 @@
+"""The reference side of a comparison, small enough to ship with the zoo.
+
+A ``Benchmark`` holds the high-resolution climate (``qgzoo.climate``), the
+held-out initial states of the low-resolution runs, held-out samples of q and of
+the forcing for offline skill, one high-resolution snapshot and the held-out
+runs' kinetic energy for figures. ``Benchmark.from_store`` derives it from a
+reference store; ``load_benchmark(name)`` finds it in the zoo, the cache, or builds it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import zarr
+
+from qgzoo.core import files
+from qgzoo.core.schema import validate_component
+from qgzoo.data import store
+from qgzoo.data.reference import REFERENCES, ReferenceSpec, coarsener_name
+from qgzoo.evaluation import metrics
+from qgzoo.evaluation.climate import Climate
+from qgzoo.physics import budget
+
+#: Bump when what a benchmark or a cached run contains, or how it is computed, changes.
+RESULTS_VERSION = 2
+#: Held-out samples of q and forcing kept per test run for offline skill.
+OFFLINE_SAMPLES_PER_RUN = 50
+#: Low-resolution runs started from each held-out run, at samples evenly spaced over its
+#: first two thirds: with two held-out runs, runs from 2 starts score differences between
+#: two unparameterized ensembles of up to 1.7, from 6 starts up to 0.25.
+STARTS_PER_RUN = 3
+
+
+def starts(reference: ReferenceSpec) -> list[int]:
+    """The samples of each held-out run where low-resolution runs start."""
+    return [i * reference.n_samples // STARTS_PER_RUN for i in range(STARTS_PER_RUN)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Benchmark:
+    """What the comparison needs of a reference store, without its high-resolution fields."""
+
+    name: str
+    reference: ReferenceSpec
+    coarsener: dict
+    hires: Climate
+    """Climate of the last ``n_hires_snapshots`` samples of every run."""
+    initial_q: np.ndarray
+    """(test runs x STARTS_PER_RUN, nz, n, n) coarsened q of held-out samples (``starts``),
+    where the low-resolution runs start, 1/s."""
+    offline_q: np.ndarray
+    """(samples, nz, n, n) held-out coarsened q, 1/s."""
+    offline_forcing: np.ndarray
+    """(samples, nz, n, n) the ``q_forcing_total`` at ``offline_q``, 1/s^2."""
+    hires_ke: np.ndarray
+    """(test runs, samples, nz) high-resolution kinetic energy u^2 + v^2, m^2/s^2."""
+    hires_snapshot: np.ndarray
+    """(nz, N, N) high-resolution q of the first held-out run's last sample, 1/s."""
+
+    @property
+    def key(self) -> str:
+        return files.content_hash(RESULTS_VERSION, self.name, self.reference.model_dump(mode="json"),
+                                  self.coarsener)
+
+    @property
+    def final_coarse_q(self) -> np.ndarray:
+        """(nz, n, n) coarsened q of the first held-out run's last sample, 1/s."""
+        return self.offline_q[OFFLINE_SAMPLES_PER_RUN - 1]
+
+    @property
+    def test_runs(self) -> list[int]:
+        return list(self.reference.split_runs()["test"])
+
+    def lores_model(self):
+        return self.reference.lores_model()
+
+    def hires_model(self):
+        return self.reference.hires_model()
+
+    @property
+    def kmax(self) -> float:
+        return metrics.resolved_kmax(self.lores_model())
+
+    def schedule(self, dt: float) -> dict[str, int]:
+        """``run_online`` arguments for a low-resolution step of ``dt`` seconds.
+
+        Each run lasts as long as the reference's sampled period (first to last
+        sample) and keeps its last ``n_hires_snapshots`` states at the sample
+        spacing, as the high-resolution climate does.
+        """
+        ratio = self.reference.sample_seconds / dt
+        if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
+            raise ValueError(f"a time step of {dt} s does not divide the sample spacing "
+                             f"({self.reference.sample_seconds} s) of {self.name}")
+        every = round(ratio)
+        return dict(n_steps=(self.reference.n_samples - 1) * every, snapshot_every=every,
+                    n_snapshots=self.reference.n_hires_snapshots)
+
+    def save(self, path: str | pathlib.Path) -> pathlib.Path:
+        path = pathlib.Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        meta = dict(name=self.name, reference=self.reference.model_dump(mode="json"),
+                    coarsener=self.coarsener, version=RESULTS_VERSION)
+        arrays = self.hires.arrays("hires/") | dict(
+            initial_q=self.initial_q, offline_q=self.offline_q.astype(np.float32),
+            offline_forcing=self.offline_forcing.astype(np.float32), hires_ke=self.hires_ke,
+            hires_snapshot=self.hires_snapshot.astype(np.float32), meta=np.array(json.dumps(meta)))
+        return files.atomic_write(path, lambda tmp: np.savez_compressed(tmp, **arrays))
+
+    @classmethod
+    def load(cls, path: str | pathlib.Path) -> "Benchmark":
+        with np.load(path) as arrays:
+            meta = json.loads(str(arrays["meta"]))
+            if meta.get("version") != RESULTS_VERSION:
+                raise ValueError(f"{path} was written by another qgzoo version "
+                                 f"({meta.get('version')}, this one reads {RESULTS_VERSION}); "
+                                 f"rebuild it with `qgzoo zoo benchmark {meta['name']}`")
+            return cls(name=meta["name"], reference=ReferenceSpec.model_validate(meta["reference"]),
+                       coarsener=meta["coarsener"],
+                       hires=Climate.from_arrays(arrays, "hires/"),
+                       **{k: np.asarray(arrays[k], np.float64) for k in (
+                           "initial_q", "offline_q", "offline_forcing", "hires_ke",
+                           "hires_snapshot")})
+
+    @classmethod
+    def from_store(cls, name: str, reference: ReferenceSpec, coarsener: dict,
+                   path: str | pathlib.Path, *, progress: bool = True) -> "Benchmark":
+        """Derive the benchmark from the reference store at ``path``."""
+        root = zarr.open_group(path, mode="r")
+        coarse = root[coarsener_name(validate_component("coarsener", coarsener))]
+        test = reference.split_runs()["test"]
+        stop = test.stop
+        samples = np.linspace(0, reference.n_samples - 1, OFFLINE_SAMPLES_PER_RUN).astype(int)
+        offline_q = np.concatenate([coarse["q"][run, samples] for run in test])
+        offline_forcing = np.concatenate([coarse["q_forcing_total"][run, samples] for run in test])
+        snapshots = np.asarray(root["hires/q"][:])
+        if progress:
+            print(f"{name}: climate of {snapshots.shape[0]} x {snapshots.shape[1]} "
+                  f"high-resolution snapshots", flush=True)
+        hires = Climate.from_snapshots(reference.hires_model(), snapshots)
+        return cls(name=name, reference=reference, coarsener=coarsener, hires=hires,
+                   initial_q=np.concatenate([coarse["q"][run, starts(reference)] for run in test]),
+                   offline_q=offline_q, offline_forcing=offline_forcing,
+                   hires_ke=np.asarray(root["hires/ke"][test.start:stop]),
+                   hires_snapshot=snapshots[test.start, -1])
+
+    def transfer_spectrum(self, forcing) -> tuple[np.ndarray, np.ndarray]:
+        """(kr, spectrum): energy transfer of a forcing at ``offline_q``, averaged, m^3/s^3."""
+        return _transfer(self.lores_model(), self.offline_q, forcing)
+
+
+def shipped_path(name: str) -> pathlib.Path:
+    """Where the zoo ships the benchmark of reference preset ``name``."""
+    return files.registry_dir() / "references" / f"{name}.npz"
+
+
+def _transfer(model, q, forcing):
+    @jax.jit
+    def mean(q, forcing):
+        spectra = jax.vmap(lambda a, b: budget.forcing_energy_transfer(model, a, b))(q, forcing)
+        return jnp.mean(spectra, axis=0)
+    kr, spectrum = budget.isotropic_spectrum(model, mean(jnp.asarray(q), jnp.asarray(forcing)))
+    return np.asarray(kr), np.asarray(spectrum)
+
+
+def load_benchmark(name: str, *, progress: bool = True) -> Benchmark:
+    """The benchmark of reference preset ``name`` (``qgzoo.data.reference.REFERENCES``), Operator1.
+
+    Shipped in the zoo (``registry/references/NAME.npz``), else cached, else
+    derived from the reference store, which is built if it is not cached either.
+    """
+    shipped = shipped_path(name)
+    if shipped.exists():
+        return Benchmark.load(shipped)
+    if name not in REFERENCES:
+        raise KeyError(f"unknown reference {name!r}; presets: {sorted(REFERENCES)}")
+    reference = ReferenceSpec.model_validate(REFERENCES[name])
+    coarsener = {"kind": "operator1"}
+    key = files.content_hash(RESULTS_VERSION, store.store_key(reference))
+    cached = files.cache_dir() / f"benchmark-{name}-{key}.npz"
+    if cached.exists():
+        return Benchmark.load(cached)
+    full = reference.with_coarsener(validate_component("coarsener", coarsener))
+    path = store.store_path(full)
+    store.build_store(full, path, progress=progress)
+    bench = Benchmark.from_store(name, full, coarsener, path, progress=progress)
+    bench.save(cached)
+    return bench

@@ -1,0 +1,224 @@
+"""Side-by-side comparison of parameterizations on the same references and metrics.
+
+``compare`` runs every entry (a zoo name, a trained folder, or an inline spec,
+see ``resolve``) on each benchmark (``qgzoo.evaluation.results``): its climate,
+the 18 similarity scores against the unparameterized model, its stability, its
+cost per step measured in the same process, and its offline skill. Finished
+runs are cached under ``<out>/cache`` by content, so adding an entry computes
+only it. ``qgzoo.evaluation.report`` writes the leaderboard and report.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import pathlib
+
+import numpy as np
+
+from qgzoo import zoo
+from qgzoo.components.networks import NoClosure
+from qgzoo.core import files, plugins
+from qgzoo.core.schema import validate_component
+from qgzoo.evaluation import climate, report
+from qgzoo.evaluation.benchmark import Benchmark, load_benchmark
+from qgzoo.evaluation.results import BASELINE, Entry, Result, cached_run
+from qgzoo.simulate import online
+from qgzoo.training import trained
+from qgzoo.training.experiment import Experiment
+
+#: The reference of the leaderboard's main columns, and the transfer reference.
+MAIN_BENCHMARK = "eddy-128-32"
+TRANSFER_BENCHMARK = "jet-128-32"
+
+
+# --- the parameterizations --------------------------------------------------------
+
+def entry_from_experiment(name: str, experiment: Experiment, source: str = "") -> Entry:
+    """An untrained entry: a network with constants only (a physical closure, none)."""
+    return Entry(name, trained.untrained(experiment, name),
+                 experiment.stepper.model_dump(mode="json"), source=source or "spec")
+
+
+def entry_from_folder(folder: str | pathlib.Path, name: str | None = None) -> Entry:
+    """An entry from a folder with experiment.json and, if trained, parameterization.eqx."""
+    folder = pathlib.Path(folder)
+    name = name or folder.name
+    if (folder / trained.WEIGHTS).exists():
+        run = trained.load(folder)
+        return Entry(name, run.parameterization, run.experiment.stepper.model_dump(mode="json"),
+                     tuple(run.history), source=str(folder))
+    if not (folder / trained.EXPERIMENT).exists():
+        raise FileNotFoundError(f"{folder} has no {trained.EXPERIMENT}")
+    return entry_from_experiment(name, Experiment.from_file(folder / trained.EXPERIMENT),
+                                 str(folder))
+
+
+def resolve(item) -> Entry:
+    """An ``Entry`` from a zoo name, a folder, a JSON file, a network kind or spec dict.
+
+    - a zoo entry's name (``qgzoo zoo list``);
+    - a folder written by ``qgzoo train`` (or holding only experiment.json);
+    - a JSON file: an Experiment, or a network spec ``{"kind": ..., ...}``;
+    - a registered network kind (``"smagorinsky"``) with its default constants;
+    - a dict: a network spec, or an Experiment; an ``Experiment``; an ``Entry``.
+    """
+    if isinstance(item, Entry):
+        return item
+    if isinstance(item, Experiment):
+        return entry_from_experiment(item.network.kind, item)
+    if isinstance(item, dict):
+        if "kind" in item:
+            experiment = Experiment(network=item, loss={"kind": "state_mse"})
+            label = ", ".join(f"{k}={v}" for k, v in item.items() if k != "kind")
+            return entry_from_experiment(f"{item['kind']}({label})" if label else item["kind"],
+                                         experiment)
+        return entry_from_experiment(item.get("network", {}).get("kind", "spec"),
+                                     Experiment.model_validate(item))
+    item = str(item)
+    if item in zoo.names():
+        return entry_from_folder(zoo.folder(item), item)
+    path = pathlib.Path(item)
+    if path.is_dir():
+        return entry_from_folder(path)
+    if path.suffix == ".json" and path.is_file():
+        data = json.loads(path.read_text())
+        entry = resolve(data)
+        return dataclasses.replace(entry, name=path.stem, source=str(path))
+    if item in plugins.registry().kinds["network"]:
+        return resolve({"kind": item})
+    raise ValueError(f"{item!r} is neither a zoo entry ({', '.join(zoo.names()) or 'none'}), "
+                     f"a folder, a JSON file, nor a network kind")
+
+
+# --- the comparison -------------------------------------------------------------
+
+@dataclasses.dataclass
+class Comparison:
+    """Results of entries on benchmarks, with scores, costs and a leaderboard."""
+
+    entries: list[Entry]
+    benchmarks: list[Benchmark]
+    results: dict[tuple[str, str], Result]
+    """(entry name, benchmark name) -> Result; the baseline is under ``BASELINE``."""
+    baseline: dict[str, Result]
+    """benchmark name -> the unparameterized model's result."""
+    ms_per_step: dict[str, float]
+    """entry name (and ``BASELINE``, ``"high resolution"``) -> ms per model step."""
+
+    def scores(self, entry: str, bench: str) -> dict[str, float]:
+        """The 18 similarity scores of ``entry`` on benchmark ``bench``."""
+        benchmark = next(b for b in self.benchmarks if b.name == bench)
+        return climate.similarity_scores(self.results[entry, bench].climate,
+                                         self.baseline[bench].climate, benchmark.hires,
+                                         benchmark.kmax)
+
+    def rows(self) -> list[dict]:
+        """One leaderboard row per entry, best first (stable runs, then mean score)."""
+        main, *others = self.benchmarks
+        rows = []
+        for entry in self.entries:
+            result = self.results[entry.name, main.name]
+            scores = np.array(list(self.scores(entry.name, main.name).values()))
+            blowups = result.blowup_step[result.blowup_step >= 0]
+            row = {
+                "entry": entry.name,
+                "mean": float(np.mean(scores)),
+                "min": float(np.min(scores)),
+                "better": int(np.sum(scores > 0)),
+                "stable": f"{result.stable}/{result.blowup_step.size}",
+                "blowup_days": (float(blowups.min() * result.dt / 86400) if blowups.size
+                                else None),
+                "ms_per_step": self.ms_per_step[entry.name],
+                "x_lores": self.ms_per_step[entry.name] / self.ms_per_step[BASELINE],
+                "x_hires": self.ms_per_step[entry.name] / self.ms_per_step["high resolution"],
+                "r2_upper": float(result.offline["r2_all"][0]),
+                "r2_lower": float(result.offline["r2_all"][1]),
+            }
+            for other in others:
+                row[f"mean_{other.name}"] = float(np.mean(list(
+                    self.scores(entry.name, other.name).values())))
+                transfer = self.results[entry.name, other.name]
+                row[f"stable_{other.name}"] = f"{transfer.stable}/{transfer.blowup_step.size}"
+            rows.append(row)
+        rank = lambda r: (-int(r["stable"].split("/")[0]),
+                          -r["mean"] if math.isfinite(r["mean"]) else math.inf)
+        return sorted(rows, key=rank)
+
+    def score_table(self) -> list[dict]:
+        """Every similarity score: one record per (entry, benchmark)."""
+        return [{"entry": e.name, "benchmark": b.name, **self.scores(e.name, b.name)}
+                for b in self.benchmarks for e in self.entries]
+
+    def table(self, markdown: bool = False) -> str:
+        """The leaderboard as aligned text (terminal) or a Markdown table."""
+        return report.table(self, markdown)
+
+    def write(self, out: str | pathlib.Path, *, figures: bool = True) -> pathlib.Path:
+        """Write the leaderboard, scores, figures and report.md to ``out`` (``qgzoo.evaluation.report``)."""
+        return report.write(self, out, figures=figures)
+
+
+def compare(entries=None, benchmarks=(MAIN_BENCHMARK, TRANSFER_BENCHMARK), *,
+            out: str | pathlib.Path | None = "runs/compare", cache: bool = True,
+            figures: bool = True, progress: bool = True) -> Comparison:
+    """Compare ``entries`` (see ``resolve``; default: every zoo entry) on ``benchmarks``.
+
+    The first benchmark makes the leaderboard's main columns, the others add a
+    mean-similarity column each (transfer). With ``out`` the leaderboard, scores,
+    figures and a report are written there, and runs are cached in ``out/cache``
+    (without, in ``$QGZOO_CACHE/runs``); ``cache=False`` recomputes them.
+    """
+    resolved = [resolve(item) for item in (zoo.names() if entries is None else entries)]
+    names = [e.name for e in resolved]
+    duplicate = {n for n in names if names.count(n) > 1}
+    if duplicate:
+        raise ValueError(f"entry names must be unique; repeated: {sorted(duplicate)}")
+    benches = [b if isinstance(b, Benchmark) else load_benchmark(b, progress=progress)
+               for b in benchmarks]
+    cache_dir = None
+    if cache:
+        cache_dir = pathlib.Path(out) / "cache" if out is not None else files.cache_dir() / "runs"
+    none = Entry(BASELINE, NoClosure(), {"kind": "ab3", "dt": benches[0].reference.dt})
+    results, baseline = {}, {}
+    for bench in benches:
+        for entry in [none, *resolved]:
+            if progress:
+                print(f"{bench.name}: {entry.name} ...", end=" ", flush=True)
+            result = cached_run(entry, bench, cache_dir)
+            results[entry.name, bench.name] = result
+            if progress:
+                print(f"{result.stable}/{result.blowup_step.size} runs stable", flush=True)
+        baseline[bench.name] = results[BASELINE, bench.name]
+    ms_per_step = measure_costs([none, *resolved], benches[0])
+    comparison = Comparison(resolved, benches, results, baseline, ms_per_step)
+    if out is not None:
+        written = comparison.write(out, figures=figures)
+        if progress:
+            print(f"report: {written}")
+    return comparison
+
+
+def measure_costs(entries: list[Entry], bench: Benchmark, *, n_steps: int = 200,
+                  rounds: int = 5) -> dict[str, float]:
+    """ms per step of each entry's low-resolution model and of the high-resolution model.
+
+    The loops are compiled first, then timed in ``rounds`` interleaved rounds and
+    the fastest time of each is kept, so that a load that comes and goes biases
+    no model against another.
+    """
+    lores = bench.lores_model()
+    timers = {entry.name: (online.step_timer(
+        lores, entry.parameterization, validate_component("stepper", entry.stepper).build(),
+        bench.initial_q[0], n_steps), n_steps) for entry in entries}
+    hires_steps = max(10, n_steps // 10)
+    hires_stepper = validate_component("stepper", {"kind": "ab3", "dt": bench.reference.dt}).build()
+    timers["high resolution"] = (online.step_timer(
+        bench.hires_model(), NoClosure(), hires_stepper, bench.hires_snapshot, hires_steps),
+        hires_steps)
+    best = {name: math.inf for name in timers}
+    for _ in range(rounds):
+        for name, (timer, _steps) in timers.items():
+            best[name] = min(best[name], timer())
+    return {name: 1e3 * best[name] / steps for name, (_timer, steps) in timers.items()}

@@ -1,0 +1,194 @@
+"""Online runs: long low-resolution runs of a parameterized model, for the online metrics.
+
+``run_online`` advances an ensemble of low-resolution runs (vmapped, compiled
+once) and keeps only what the comparison scores: the last few snapshots of q,
+a per-interval kinetic-energy series for plots, and the step at which each run
+blew up, if it did. ``cost_ms_per_step`` times one run of the same model
+(``step_timer`` for timings interleaved across models).
+
+A run blows up when its q stops being finite (checked after every step) or its
+kinetic energy exceeds ``max_ke_ratio`` times its initial value (checked at the
+end of every snapshot interval, where the energy is computed anyway). From then
+on its state is frozen at the last state that passed the checks, and everything
+it reports afterwards is NaN: a blown-up run never raises and never feeds NaNs
+into the others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import statistics
+import time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from qgzoo.physics.qg import kinetic_energy
+from qgzoo.simulate.rollout import initial_state, parameterized_model
+
+#: Default blow-up threshold: kinetic energy this many times its initial value.
+MAX_KE_RATIO = 1e3
+
+
+@dataclasses.dataclass(frozen=True)
+class OnlineRun:
+    """What an ensemble of online runs leaves behind (numpy arrays on the host).
+
+    Steps count low-resolution model steps from the initial state (step 0).
+    Entries of a run at or after its ``blowup_step`` are NaN.
+    """
+
+    snapshots: np.ndarray
+    """q (runs, n_snapshots, nz, ny, nx) in 1/s at ``snapshot_steps``."""
+    snapshot_steps: np.ndarray
+    """(n_snapshots,) step of each snapshot, the ends of the last snapshot intervals."""
+    ke: np.ndarray
+    """(runs, n_intervals, nz) mean eddy kinetic energy u^2 + v^2 per layer, m^2/s^2
+    (the definition of the reference store's ``hires/ke``), at ``ke_steps``."""
+    ke_steps: np.ndarray
+    """(n_intervals,) step at the end of each snapshot interval."""
+    blowup_step: np.ndarray
+    """(runs,) first step whose state failed a check (0: q0 itself), -1 if stable."""
+    wall_seconds: float
+    """Time of the compiled run, seconds (compilation excluded)."""
+    compile_seconds: float
+    """Time to trace and compile the run, seconds."""
+
+    @property
+    def stable(self) -> np.ndarray:
+        """(runs,) True for the runs that never blew up."""
+        return self.blowup_step < 0
+
+
+def _one_run(lores, model, q0, *, n_steps, snapshot_every, n_snapshots, max_ke_ratio):
+    """One run from q0 (nz, ny, nx): (ke series, snapshots, blowup step)."""
+    dtype = q0.dtype
+    nan = jnp.asarray(jnp.nan, dtype)
+    ke0 = kinetic_energy(lores, q0)
+    ke_limit = jnp.inf if max_ke_ratio is None else max_ke_ratio * jnp.sum(ke0)
+    blowup = jnp.where(jnp.all(jnp.isfinite(q0)), -1, 0).astype(jnp.int32)
+
+    def step(first, offset, carry):
+        state, blowup = carry
+        new = model.step_model(state)
+        failed = (blowup < 0) & ~jnp.all(jnp.isfinite(new.state.model_state.qh))
+        blowup = jnp.where(failed, first + offset + 1, blowup).astype(jnp.int32)
+        frozen = blowup >= 0
+        state = jax.tree.map(lambda old, fresh: jnp.where(frozen, old, fresh), state, new)
+        return state, blowup
+
+    def interval(carry, number, keep_q):
+        state, blowup = carry
+        first = (number * snapshot_every).astype(jnp.int32)
+        state, blowup = jax.lax.fori_loop(0, snapshot_every, lambda i, c: step(first, i, c),
+                                          (state, blowup))
+        q = state.state.model_state.q
+        ke = kinetic_energy(lores, q)
+        end = first + snapshot_every
+        blowup = jnp.where((blowup < 0) & ~(jnp.sum(ke) <= ke_limit), end, blowup).astype(jnp.int32)
+        alive = blowup < 0
+        out = jnp.where(alive, ke, nan), (jnp.where(alive, q, nan) if keep_q else None)
+        return (state, blowup), out
+
+    n_intervals = n_steps // snapshot_every
+    carry = (initial_state(model, q0), blowup)
+    early = n_intervals - n_snapshots
+    carry, (ke_early, _) = jax.lax.scan(lambda c, i: interval(c, i, False), carry,
+                                        jnp.arange(early))
+    carry, (ke_late, snapshots) = jax.lax.scan(lambda c, i: interval(c, i, True), carry,
+                                               early + jnp.arange(n_snapshots))
+    return jnp.concatenate([ke_early, ke_late]), snapshots, carry[1]
+
+
+def run_online(lores_model, parameterization, stepper, q0, *, n_steps: int,
+               snapshot_every: int, n_snapshots: int,
+               max_ke_ratio: float | None = MAX_KE_RATIO) -> OnlineRun:
+    """Run ``lores_model`` with ``parameterization`` from each initial q in ``q0``.
+
+    ``q0`` is (runs, nz, ny, nx) in 1/s; the runs advance together (vmapped,
+    compiled once) for ``n_steps`` steps of ``stepper`` (a pyqg-jax stepper, dt in
+    seconds), a scan over intervals of ``snapshot_every`` steps. The q at the ends
+    of the last ``n_snapshots`` intervals and the kinetic energy at the end of every
+    interval are kept. ``max_ke_ratio`` (dimensionless, None to switch it off) is
+    the blow-up threshold on the total kinetic energy relative to that of q0; see
+    the module's docstring for what happens to a run that blows up.
+    """
+    if snapshot_every < 1 or n_steps < snapshot_every or n_steps % snapshot_every:
+        raise ValueError(f"n_steps ({n_steps}) must be a positive multiple of "
+                         f"snapshot_every ({snapshot_every})")
+    n_intervals = n_steps // snapshot_every
+    if not 0 <= n_snapshots <= n_intervals:
+        raise ValueError(f"n_snapshots ({n_snapshots}) must be between 0 and the number "
+                         f"of snapshot intervals ({n_intervals})")
+    if max_ke_ratio is not None and not max_ke_ratio > 0:
+        raise ValueError(f"max_ke_ratio must be positive or None, got {max_ke_ratio}")
+    q0 = jnp.asarray(q0, lores_model.filtr.dtype)
+    if q0.ndim != 4:
+        raise ValueError(f"q0 must be (runs, nz, ny, nx), got shape {q0.shape}")
+    # Arrays (network weights) are arguments, not constants baked into the program.
+    arrays, static = eqx.partition((lores_model, parameterization, stepper), eqx.is_array)
+
+    def runs(arrays, q0):
+        lores, closure, stepper_ = eqx.combine(arrays, static)
+        model = parameterized_model(lores, closure, stepper_)
+        return jax.vmap(lambda q: _one_run(
+            lores, model, q, n_steps=n_steps, snapshot_every=snapshot_every,
+            n_snapshots=n_snapshots, max_ke_ratio=max_ke_ratio))(q0)
+
+    start = time.perf_counter()
+    compiled = jax.jit(runs).lower(arrays, q0).compile()
+    compile_seconds = time.perf_counter() - start
+    start = time.perf_counter()
+    ke, snapshots, blowup = jax.block_until_ready(compiled(arrays, q0))
+    wall_seconds = time.perf_counter() - start
+    ends = snapshot_every * np.arange(1, n_intervals + 1)
+    return OnlineRun(snapshots=np.asarray(snapshots),
+                     snapshot_steps=ends[n_intervals - n_snapshots:], ke=np.asarray(ke),
+                     ke_steps=ends, blowup_step=np.asarray(blowup, np.int64),
+                     wall_seconds=wall_seconds, compile_seconds=compile_seconds)
+
+
+def step_timer(lores_model, parameterization, stepper, q0, n_steps: int):
+    """A compiled, warmed-up loop of ``n_steps`` steps from q0 (nz, ny, nx), 1/s.
+
+    Returns a function of no arguments that runs the loop once and returns its
+    wall time in seconds (``block_until_ready``).
+    """
+    if n_steps < 1:
+        raise ValueError(f"n_steps must be positive, got {n_steps}")
+    q0 = jnp.asarray(q0, lores_model.filtr.dtype)
+    if q0.ndim != 3:
+        raise ValueError(f"q0 must be (nz, ny, nx), got shape {q0.shape}")
+    arrays, static = eqx.partition((lores_model, parameterization, stepper), eqx.is_array)
+
+    def advance(arrays, q0):
+        model = parameterized_model(*eqx.combine(arrays, static))
+        state = jax.lax.fori_loop(0, n_steps, lambda _, s: model.step_model(s),
+                                  initial_state(model, q0))
+        return state.state.model_state.qh
+
+    compiled = jax.jit(advance).lower(arrays, q0).compile()
+    jax.block_until_ready(compiled(arrays, q0))
+
+    def timed() -> float:
+        start = time.perf_counter()
+        jax.block_until_ready(compiled(arrays, q0))
+        return time.perf_counter() - start
+    return timed
+
+
+def cost_ms_per_step(lores_model, parameterization, stepper, q0, n_steps: int, *,
+                     repeats: int = 5) -> float:
+    """Milliseconds per low-resolution step of the parameterized model, for one run.
+
+    ``q0`` (nz, ny, nx) in 1/s is the initial state; the compiled loop of
+    ``n_steps`` steps (``step_timer``) is timed ``repeats`` times and the median
+    is returned. Compare costs measured in the same process, as ratios; absolute
+    values depend on the machine's load.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be positive, got {repeats}")
+    timer = step_timer(lores_model, parameterization, stepper, q0, n_steps)
+    return 1e3 * statistics.median(timer() for _ in range(repeats)) / n_steps

@@ -1,0 +1,2 @@
+"""Training: the Experiment spec, optimizers, presets, the trained-folder format and the
+one trainer, offline and online."""

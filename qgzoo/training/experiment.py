@@ -1,0 +1,100 @@
+"""The Experiment spec: reference data, components, optimizer and training."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from qgzoo.core.schema import Component, json_schema
+from qgzoo.core.spec import FrozenSpec
+from qgzoo.data.reference import ReferenceSpec
+from qgzoo.training.optimizers import OptimizerSpec
+
+
+class TrainingSpec(FrozenSpec):
+    """How long and on what windows to train; rollout_steps = 0 trains offline."""
+
+    steps: int = Field(500, ge=0, description="optimizer updates")
+    batch_size: int = Field(8, ge=1, description="windows per update (vmapped)")
+    rollout_steps: int = Field(
+        10, ge=0, description="samples per rollout window T; 0 fits the forcing (offline)")
+    curriculum_start: int | None = Field(
+        None, ge=1, description="rollout length at step 0, growing linearly to rollout_steps")
+    curriculum_steps: int = Field(0, ge=0, description="updates over which T grows")
+    checkpoint_chunk: int = Field(10, ge=1, description="samples per rematerialised chunk")
+    checkpoint_every: int = Field(0, ge=0, description="updates between checkpoints (0: none)")
+    eval_every: int = Field(
+        0, ge=0, description="updates between validation losses (0: none); needs validation runs")
+    eval_windows: int = Field(16, ge=1, description="fixed validation windows scored")
+    forcing_target: Literal["q_forcing_total", "q_subgrid_forcing"] = Field(
+        "q_forcing_total", description="forcing the network learns and is scaled by")
+    init_from: str | None = Field(
+        None, description="zoo entry or trained folder whose weights and scales start the "
+                          "training (same network spec): fine-tuning")
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.curriculum_start is not None and self.curriculum_start > self.rollout_steps:
+            raise ValueError(f"curriculum_start ({self.curriculum_start}) must not exceed "
+                             f"rollout_steps ({self.rollout_steps})")
+        return self
+
+    def rollout_steps_at(self, step: int) -> int:
+        """Rollout length T at optimizer update ``step`` (the curriculum)."""
+        if self.curriculum_start is None or step >= self.curriculum_steps:
+            return self.rollout_steps
+        grow = (self.rollout_steps - self.curriculum_start) * step / self.curriculum_steps
+        return self.curriculum_start + int(grow)
+
+
+class Experiment(FrozenSpec):
+    """One experiment: any registered coarsener, network, loss and stepper."""
+
+    reference: ReferenceSpec = ReferenceSpec()
+    coarsener: Component("coarsener") = {"kind": "operator1"}
+    network: Component("network") = {"kind": "cnn"}
+    loss: Component("loss") = {"kind": "state_mse"}
+    stepper: Component("stepper") = {"kind": "ab3"}
+    optimizer: OptimizerSpec = OptimizerSpec()
+    training: TrainingSpec = TrainingSpec()
+
+    model_config = FrozenSpec.model_config | {"validate_default": True}
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.loss.needs_rollout() and self.training.rollout_steps == 0:
+            raise ValueError(f"training.rollout_steps: loss {self.loss.kind!r} scores rollouts, "
+                             "so rollout_steps must be at least 1")
+        if not self.loss.needs_rollout() and self.training.rollout_steps > 0:
+            raise ValueError(f"training.rollout_steps: loss {self.loss.kind!r} never looks "
+                             "at rollouts; set rollout_steps to 0 to train offline")
+        if self.training.eval_every and not self.reference.n_val_runs:
+            raise ValueError("training.eval_every: validation needs reference.n_val_runs >= 1")
+        ratio = self.reference.sample_seconds / self.stepper.dt
+        if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
+            raise ValueError(
+                f"stepper.dt: the sample spacing ({self.reference.sample_seconds} s) must be "
+                f"a whole number of low-resolution steps of {self.stepper.dt} s")
+        return self
+
+    @property
+    def steps_per_sample(self) -> int:
+        """Low-resolution steps between two reference samples."""
+        return round(self.reference.sample_seconds / self.stepper.dt)
+
+    @classmethod
+    def from_file(cls, path: str | pathlib.Path) -> "Experiment":
+        """Load an experiment from a JSON file."""
+        return cls.model_validate(json.loads(pathlib.Path(path).read_text()))
+
+    def to_json(self) -> str:
+        return json.dumps(self.model_dump(mode="json"), indent=2)
+
+
+def schema() -> dict[str, Any]:
+    """JSON Schema of Experiment, with every installed component kind."""
+    return json_schema(Experiment)

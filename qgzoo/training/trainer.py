@@ -1,0 +1,269 @@
+"""The one trainer: offline on the forcing (T = 0) or online through the solver (T > 0).
+
+Each update draws ``batch_size`` windows of T + 1 consecutive training samples
+(deterministically from the seed and the update number), scores them with the
+loss (vmapped over the batch) and applies the optimizer. An update whose loss
+or gradient is not finite is skipped and counted. With an output folder,
+checkpoints are written atomically and ``train`` resumes from the last one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import pathlib
+import time
+
+import equinox as eqx
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from tqdm.auto import tqdm
+
+from qgzoo.components.networks import AbstractParameterization, trainable
+from qgzoo.core import files
+from qgzoo.core.fields import FieldStats
+from qgzoo.data.reference import ReferenceData
+from qgzoo.data.store import load_reference
+from qgzoo.simulate.rollout import parameterized_model, rollout_loss
+from qgzoo.training.experiment import Experiment, TrainingSpec
+from qgzoo.training.trained import CHECKPOINT, EXPERIMENT, LOG, Trained, initial_weights, read_log
+
+
+@dataclasses.dataclass(frozen=True)
+class Setup:
+    """The built components of an experiment, fitted to its training data."""
+
+    experiment: Experiment
+    stats: FieldStats
+    lores: object
+    stepper: object
+    parameterization: AbstractParameterization
+    loss: object
+
+    @classmethod
+    def from_experiment(cls, experiment: Experiment, stats: FieldStats) -> "Setup":
+        """Build the experiment's components; the network starts from ``training.init_from``
+        if set, else from weights drawn with ``training.seed``."""
+        target = experiment.training.forcing_target
+        lores = experiment.reference.lores_model()
+        if experiment.training.init_from is None:
+            key = jax.random.key(experiment.training.seed)
+            parameterization = experiment.network.build(stats, key=key, target=target)
+        else:
+            parameterization = initial_weights(experiment)
+        return cls(
+            experiment=experiment,
+            stats=stats,
+            lores=lores,
+            stepper=experiment.stepper.build(),
+            parameterization=parameterization,
+            loss=experiment.loss.build(stats, lores, target),
+        )
+
+    def model(self, parameterization: AbstractParameterization):
+        """The stepped low-resolution model with ``parameterization``."""
+        return parameterized_model(self.lores, parameterization, self.stepper)
+
+    def predict_forcing(self, parameterization, q):
+        """Forcing (..., nz, ny, nx) predicted at reference states q (any leading axes)."""
+        flat = q.reshape(-1, *q.shape[-3:])
+        return jax.vmap(lambda q1: parameterization.q_forcing_at(self.lores, q1))(flat).reshape(
+            q.shape)
+
+    def window_loss(self, parameterization, q_window, forcing_window):
+        """Loss of one window of T + 1 samples (T = 0: a single sample)."""
+        spec = self.experiment.loss
+        total = jnp.zeros((), q_window.dtype)
+        if spec.needs_rollout():
+            total += rollout_loss(
+                self.model(parameterization), q_window,
+                steps_per_sample=self.experiment.steps_per_sample,
+                chunk=self.experiment.training.checkpoint_chunk,
+                state_term=self.loss.state_term)
+        if spec.needs_forcing():
+            predicted = self.predict_forcing(parameterization, q_window)
+            total += jnp.mean(jax.vmap(self.loss.forcing_term)(predicted, forcing_window))
+        return total
+
+    def batch_loss(self, params, static, q_batch, forcing_batch):
+        """Mean window loss of a batch; ``forcing_batch`` is None when the loss needs no forcing."""
+        parameterization = eqx.combine(params, static)
+        losses = jax.vmap(lambda q, f: self.window_loss(parameterization, q, f))(
+            q_batch, forcing_batch)
+        return jnp.mean(losses)
+
+
+def draw_windows(data: ReferenceData, n_windows: int, length: int,
+                 rng) -> tuple[np.ndarray, np.ndarray]:
+    """(run, start) index arrays of ``n_windows`` windows of ``length`` samples."""
+    n_runs, n_samples = data.fields["q"].shape[:2]
+    if length > n_samples:
+        raise ValueError(f"a window of {length} samples does not fit in runs of "
+                         f"{n_samples} samples; lower rollout_steps or sample more")
+    return rng.integers(n_runs, size=n_windows), rng.integers(n_samples - length + 1, size=n_windows)
+
+
+def read_batch(data: ReferenceData, runs, starts, length: int, dtype,
+               forcing: str | None) -> tuple[jax.Array, jax.Array | None]:
+    """(q, forcing) windows as arrays; ``forcing`` names the target field, None for none."""
+    q = jnp.asarray(data.windows("q", runs, starts, length), dtype)
+    if forcing is None:
+        return q, None
+    return q, jnp.asarray(data.windows(forcing, runs, starts, length), dtype)
+
+
+def make_update(setup: Setup, optimizer: optax.GradientTransformation):
+    """One jitted optimizer update: ``(params, static, opt_state, q, forcing)`` ->
+    ``(params, opt_state, loss, finite)``; a non-finite loss or gradient changes nothing."""
+    @eqx.filter_jit
+    def update(params, static, opt_state, q_batch, forcing_batch):
+        loss, grads = jax.value_and_grad(setup.batch_loss)(params, static, q_batch, forcing_batch)
+        updates, new_opt_state = optimizer.update(grads, opt_state, params)
+        new_params = optax.apply_updates(params, updates)
+        finite = jnp.isfinite(loss) & jnp.all(jnp.stack(
+            [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+        keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
+        return (jax.tree.map(keep, new_params, params),
+                jax.tree.map(keep, new_opt_state, opt_state), loss, finite)
+    return update
+
+
+def resume(out: pathlib.Path, experiment: Experiment, params, opt_state):
+    """Prepare ``out`` for ``experiment``: restore its checkpoint and log, if any.
+
+    Returns ``(params, opt_state, step, skipped, history)``: as saved after the
+    last checkpointed update, or as given (step 0) without a checkpoint. Log
+    records after the checkpoint are dropped; experiment.json is (re)written.
+    """
+    out.mkdir(parents=True, exist_ok=True)
+    step, skipped = 0, 0
+    if (out / CHECKPOINT).exists():
+        previous = Experiment.from_file(out / EXPERIMENT)
+        if previous != experiment:
+            raise ValueError(f"{out} holds a checkpoint of a different experiment; "
+                             "use another output folder or delete it")
+        template = (params, opt_state, jnp.array(0), jnp.array(0))
+        params, opt_state, step, skipped = eqx.tree_deserialise_leaves(out / CHECKPOINT, template)
+        step, skipped = int(step), int(skipped)
+    history = [h for h in read_log(out) if h["step"] < step]
+    if (out / LOG).exists():
+        files.atomic_write_text(out / LOG, "".join(json.dumps(h) + "\n" for h in history))
+    files.atomic_write_text(out / EXPERIMENT, experiment.to_json())
+    return params, opt_state, step, skipped, history
+
+
+def validation_batch(data: ReferenceData, n_windows: int, length: int, seed: int, dtype,
+                     forcing: str | None):
+    """The fixed windows of the validation runs the validation loss scores, all along."""
+    validation = data.split("validation")
+    if not validation.n_runs:
+        raise ValueError("training.eval_every needs data with validation runs")
+    windows = draw_windows(validation, n_windows, length, np.random.default_rng([seed]))
+    return read_batch(validation, *windows, length, dtype, forcing)
+
+
+def train(experiment: Experiment | dict, out: str | pathlib.Path | None = None, *,
+          data: ReferenceData | None = None, progress: bool = True,
+          stop_after: int | None = None) -> Trained:
+    """Train ``experiment``; with ``out``, log, checkpoint, resume and save there.
+
+    ``data`` overrides the generated reference; ``stop_after`` ends the run after
+    that many updates in total (as if interrupted), leaving the checkpoint behind.
+    """
+    experiment = Experiment.model_validate(experiment)
+    cfg = experiment.training
+    if data is None:
+        data = load_reference(experiment.reference, experiment.coarsener, progress=progress)
+    train_data = data.split("train")
+    setup = Setup.from_experiment(experiment, train_data.stats())
+    optimizer = experiment.optimizer.transformation(cfg.steps)
+    params, static = eqx.partition(setup.parameterization, trainable(setup.parameterization))
+    opt_state = optimizer.init(params)
+    step, skipped, history = 0, 0, []
+    out = pathlib.Path(out) if out is not None else None
+    if out is not None:
+        params, opt_state, step, skipped, history = resume(out, experiment, params, opt_state)
+    dtype = setup.lores.filtr.dtype
+    forcing = cfg.forcing_target if experiment.loss.needs_forcing() else None
+    validation = None
+    if cfg.eval_every:
+        validation = validation_batch(data, cfg.eval_windows, cfg.rollout_steps + 1, cfg.seed,
+                                      dtype, forcing)
+    loop = _Loop(cfg, make_update(setup, optimizer), eqx.filter_jit(setup.batch_loss),
+                 train_data, dtype=dtype, forcing=forcing, validation=validation, out=out,
+                 skipped=skipped)
+    end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
+    params, opt_state = loop.run(params, static, opt_state, step, end, history, progress)
+    trained = Trained(experiment, eqx.combine(params, static), history, loop.skipped)
+    if out is not None:
+        trained.save(out)
+    return trained
+
+
+class _Loop:
+    """The updates of one training, from a given step: batches, log, progress, checkpoints."""
+
+    def __init__(self, training: TrainingSpec, update, batch_loss, data: ReferenceData, *,
+                 dtype, forcing: str | None, validation, out: pathlib.Path | None, skipped: int):
+        self.cfg, self.update, self.batch_loss, self.data = training, update, batch_loss, data
+        self.dtype, self.forcing, self.validation = dtype, forcing, validation
+        self.out, self.skipped = out, skipped
+
+    def run(self, params, static, opt_state, start: int, end: int, history: list,
+            progress: bool):
+        """Updates ``start`` to ``end`` - 1; appends their records to ``history``."""
+        bar = tqdm(range(start, end), initial=start, total=self.cfg.steps, desc="train",
+                   unit="update", disable=not progress)
+        log = (self.out / LOG).open("a") if self.out is not None else None
+        try:
+            for step in bar:
+                params, opt_state, record = self.one_update(params, static, opt_state, step, end)
+                history.append(record)
+                bar.set_postfix(**_postfix(record))
+                if log is not None:
+                    log.write(json.dumps(record) + "\n")
+                    log.flush()
+                    self.checkpoint(params, opt_state, step + 1, end)
+        finally:
+            bar.close()
+            if log is not None:
+                log.close()
+        return params, opt_state
+
+    def one_update(self, params, static, opt_state, step: int, end: int):
+        """Update ``step`` on its batch, drawn from the seed and the step: new state, record."""
+        length = self.cfg.rollout_steps_at(step) + 1
+        rng = np.random.default_rng([self.cfg.seed, step])
+        runs, starts = draw_windows(self.data, self.cfg.batch_size, length, rng)
+        q, forcing = read_batch(self.data, runs, starts, length, self.dtype, self.forcing)
+        t0 = time.perf_counter()
+        params, opt_state, loss, finite = self.update(params, static, opt_state, q, forcing)
+        loss, finite = float(loss), bool(finite)
+        self.skipped += not finite
+        # A non-finite loss is logged as null: log.jsonl stays strict JSON.
+        record = dict(step=step, loss=loss if finite else None, finite=finite,
+                      rollout_steps=length - 1, skipped=self.skipped,
+                      seconds=round(time.perf_counter() - t0, 4))
+        every = self.cfg.eval_every
+        if every and ((step + 1) % every == 0 or step + 1 == end):
+            value = float(self.batch_loss(params, static, *self.validation))
+            record["val_loss"] = value if np.isfinite(value) else None
+        return params, opt_state, record
+
+    def checkpoint(self, params, opt_state, done: int, end: int):
+        """Save the state after ``done`` updates, every ``checkpoint_every`` and at the end."""
+        every = self.cfg.checkpoint_every
+        if every and (done % every == 0 or done == end):
+            state = (params, opt_state, jnp.array(done), jnp.array(self.skipped))
+            files.atomic_write(self.out / CHECKPOINT,
+                               lambda tmp: eqx.tree_serialise_leaves(tmp, state))
+
+
+def _postfix(record: dict) -> dict:
+    postfix = dict(loss=f"{record['loss']:.4g}" if record["loss"] is not None else "nan",
+                   T=record["rollout_steps"], skipped=record["skipped"])
+    if record.get("val_loss") is not None:
+        postfix["val"] = f"{record['val_loss']:.4g}"
+    return postfix
