@@ -26,7 +26,7 @@ import pytest
 from pydantic import Field
 
 import qgzoo
-from qgzoo.core import plugins
+from qgzoo.core import files, plugins
 from qgzoo.core.spec import CoarsenerSpec, ComponentSpec, LossSpec, NetworkSpec
 
 PLUGIN_DIST = pathlib.Path(__file__).parent / "plugin_dist"
@@ -300,10 +300,10 @@ def test_plugin_coarsener_of_width_two_is_operator2(testplugin_registry, make_cu
 
 def test_environment_variable_selects_the_installed_plugin(installed_plugin_dist, monkeypatch,
                                                            make_current):
-    monkeypatch.setenv(plugins.ENV_PLUGINS, "testplugin")
+    monkeypatch.setenv(files.ENV_PLUGINS, "testplugin")
     make_current(None)
     assert "testblock" in plugins.registry().kinds["coarsener"]
-    monkeypatch.setenv(plugins.ENV_PLUGINS, "")
+    monkeypatch.setenv(files.ENV_PLUGINS, "")
     make_current(None)
     assert "testblock" not in plugins.registry().kinds["coarsener"]
 
@@ -504,9 +504,9 @@ def test_builtins_are_a_plugin_loaded_whatever_is_selected(two_fake_plugins):
 def test_environment_variable_selects_plugins(two_fake_plugins, monkeypatch, make_current,
                                               value, loaded):
     if value is None:
-        monkeypatch.delenv(plugins.ENV_PLUGINS, raising=False)
+        monkeypatch.delenv(files.ENV_PLUGINS, raising=False)
     else:
-        monkeypatch.setenv(plugins.ENV_PLUGINS, value)
+        monkeypatch.setenv(files.ENV_PLUGINS, value)
     make_current(None)
     assert {r.plugin for r in plugins.registry().registrations()} == loaded
 
