@@ -14,6 +14,9 @@ import pytest
 from qgzoo import zoo
 from qgzoo.core import files
 
+# A command that must succeed, its output on failure (as the plugin guide's test runs it).
+from test_docs import run
+
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 ENTRY = "cnn-offline"
 
@@ -32,14 +35,6 @@ print(json.dumps({"package": qgzoo.__file__, "registry": str(files.registry_dir(
 """
 
 
-def run(command, cwd, env, timeout=900):
-    done = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True,
-                          timeout=timeout)
-    assert done.returncode == 0, (f"{' '.join(map(str, command))} exited {done.returncode}\n"
-                                  f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    return done.stdout
-
-
 @pytest.mark.slow
 def test_a_wheel_install_lists_and_loads_the_zoo_from_anywhere(tmp_path, monkeypatch):
     venv = tmp_path / "venv"
@@ -51,7 +46,7 @@ def test_a_wheel_install_lists_and_loads_the_zoo_from_anywhere(tmp_path, monkeyp
            if k not in (files.ENV_REGISTRY, files.ENV_PLUGINS, "PYTHONPATH")}
     env["QGZOO_CACHE"] = str(tmp_path / "cache")
     run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(ROOT)],
-        outside, env)
+        outside, env, timeout=900)
 
     listing = run([venv / "bin" / "qgzoo", "zoo", "list"], outside, env)
     lines = {line.split()[0]: line for line in listing.splitlines()}

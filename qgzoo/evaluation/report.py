@@ -16,7 +16,6 @@ import numpy as np
 
 from qgzoo.core.schema import validate_component
 from qgzoo.data.reference import coarsener_name
-from qgzoo.evaluation import figures as figs
 from qgzoo.evaluation.benchmark import starts
 from qgzoo.evaluation.climate import METRICS
 from qgzoo.evaluation.results import BASELINE
@@ -66,6 +65,8 @@ def write(comparison, out: str | pathlib.Path, *, figures: bool = True) -> pathl
     _write_csv(out / "scores.csv", comparison.score_table())
     images = {}
     if figures:
+        # Here, not at the top: pyplot takes 0.6 s to import, paid only by a report that draws.
+        from qgzoo.evaluation import figures as figs
         images = figs.draw_all(comparison, out)
     (out / "report.md").write_text(_report(comparison, images))
     return out / "report.md"
