@@ -44,6 +44,7 @@ import statistics
 import subprocess
 import time
 
+import qgzoo  # noqa: F401, I001  (first: it switches on float64, which pyqg-jax needs)
 
 import jax
 import numpy as np

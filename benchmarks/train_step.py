@@ -219,7 +219,7 @@ def main(argv=None):
 
     # qgzoo: what train() builds and calls.
     setup = Setup.from_experiment(experiment, stats)
-    optimizer = experiment.optimizer.build(experiment.training.steps)
+    optimizer = experiment.optimizer.transformation(experiment.training.steps)
     params, static = eqx.partition(setup.parameterization, trainable(setup.parameterization))
     opt_state = optimizer.init(params)
     update = make_update(setup, optimizer)

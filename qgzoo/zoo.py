@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from qgzoo.components.networks import AbstractParameterization
 from qgzoo.core.files import registry_dir
+from qgzoo.core.schema import validation_messages
 from qgzoo.training import trained
 from qgzoo.training.experiment import Experiment
 
@@ -28,13 +29,13 @@ def names() -> list[str]:
     root = registry_dir()
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if (p / trained.EXPERIMENT).is_file())
+    return sorted(p.name for p in root.iterdir() if trained.holds_experiment(p))
 
 
 def folder(name: str) -> pathlib.Path:
     """The folder of entry ``name``; KeyError listing the entries if there is none."""
     path = registry_dir() / name
-    if not (path / trained.EXPERIMENT).is_file():
+    if not trained.holds_experiment(path):
         raise KeyError(f"no zoo entry {name!r}; entries: {', '.join(names()) or 'none'}")
     return path
 
@@ -60,7 +61,7 @@ def unavailable(name: str) -> str | None:
     try:
         experiment(name)
     except ValidationError as error:
-        return "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
+        return "; ".join(validation_messages(error))
     return None
 
 

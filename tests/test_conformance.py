@@ -1,7 +1,7 @@
 """qgzoo.testing: every built-in kind conforms, and broken components are caught.
 
 The built-in kinds come from a registry of the built-in plugin alone, so a
-kind added to ``qgzoo.builtin`` is checked without editing this file (a kind
+kind added to ``qgzoo.components`` is checked without editing this file (a kind
 whose spec has required fields needs an entry in ``EXAMPLES``). Those checks
 compile each component in both precisions, 5 to 60 s each on a 2-core CPU, so
 they are marked slow; the tests that the kit catches broken components are not.

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from qgzoo import zoo
 from qgzoo.app import demo, zoo_build
 from qgzoo.core import plugins
-from qgzoo.core.schema import validate_component
+from qgzoo.core.schema import validate_component, validation_messages
 from qgzoo.data import store
 from qgzoo.data.reference import REFERENCES, ReferenceSpec
 from qgzoo.evaluation.comparison import MAIN_BENCHMARK, TRANSFER_BENCHMARK, compare
@@ -54,10 +54,10 @@ def _parser() -> argparse.ArgumentParser:
     _add_data_commands(commands)
     _add_comparison_commands(commands)
     _add_zoo_commands(commands)
-    demo = commands.add_parser("demo", help="compare the shipped zoo and write the report")
-    demo.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs/demo"),
-                      metavar="DIR", help="output folder (default: runs/demo)")
-    demo.set_defaults(command=demo_command)
+    demo_parser = commands.add_parser("demo", help="compare the shipped zoo and write the report")
+    demo_parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs/demo"),
+                             metavar="DIR", help="output folder (default: runs/demo)")
+    demo_parser.set_defaults(command=demo_command)
     return parser
 
 
@@ -194,16 +194,8 @@ def train_command(args: argparse.Namespace) -> int:
 
 
 def format_validation_error(error: ValidationError) -> str:
-    """One ``  field.path: message`` line per error of ``error``."""
-    lines = []
-    for item in error.errors():
-        path = ".".join(str(part) for part in item["loc"])
-        message = item["msg"]
-        if item["type"] == "value_error":
-            # A model-level check: its message already names the fields involved.
-            message = str(item.get("ctx", {}).get("error", message))
-        lines.append(f"  {path}: {message}" if path else f"  {message}")
-    return "\n".join(lines)
+    """One indented ``field.path: message`` line per error of ``error``."""
+    return "\n".join(f"  {line}" for line in validation_messages(error))
 
 
 def _reference_spec(text: str) -> ReferenceSpec:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ValidationError
 from pydantic.json_schema import models_json_schema
 from pydantic_core import PydanticCustomError, core_schema
 
@@ -114,3 +114,16 @@ def _link_components(node):
     if isinstance(node, list):
         return [_link_components(v) for v in node]
     return node
+
+
+def validation_messages(error: ValidationError) -> list[str]:
+    """One ``field.path: message`` per error of ``error`` (just the message for the whole spec)."""
+    lines = []
+    for item in error.errors():
+        path = ".".join(str(part) for part in item["loc"])
+        message = item["msg"]
+        if item["type"] == "value_error":
+            # A model-level check: its message already names the fields involved.
+            message = str(item.get("ctx", {}).get("error", message))
+        lines.append(f"{path}: {message}" if path else message)
+    return lines

@@ -1,8 +1,8 @@
 """Reference data: an ensemble of spun-up high-resolution runs, coarsened.
 
 ``ReferenceSpec`` declares the ensemble (``REFERENCES`` names the presets);
-``qgzoo.data.store`` builds it into a zarr store; ``ReferenceData`` reads stores (qgzoo's own, or any laid out like
-pyqg's datasets: variables q, u, v, q_forcing_total, q_subgrid_forcing with dims
+``qgzoo.data.store`` builds it into a zarr store; ``ReferenceData`` reads
+stores (qgzoo's own, or any laid out like pyqg's datasets: variables q, u, v, q_forcing_total, q_subgrid_forcing with dims
 ``run, time, lev, y, x``) and serves windows of consecutive samples by run,
 without loading the whole store.
 """
@@ -199,7 +199,6 @@ class ReferenceData:
             variable = dataset[name].transpose("run", "time", "lev", "y", "x").variable
             fields[name] = _Runs(variable, 0, variable.shape[0])
         return cls(fields, n_test_runs, n_val_runs)
-
 
 
 #: eddy, 64 -> 16, 4 runs (1 held out), spun up 3 years (kinetic energy has

@@ -1,6 +1,6 @@
 """The reference side of a comparison, small enough to ship with the zoo.
 
-A ``Benchmark`` holds the high-resolution climate (``qgzoo.climate``), the
+A ``Benchmark`` holds the high-resolution climate (``qgzoo.evaluation.climate``), the
 held-out initial states of the low-resolution runs, held-out samples of q and of
 the forcing for offline skill, one high-resolution snapshot and the held-out
 runs' kinetic energy for figures. ``Benchmark.from_store`` derives it from a

@@ -143,7 +143,7 @@ def quantile_wasserstein(quantiles_a, quantiles_b) -> float:
     """W1 of two distributions from their quantile functions at the same midpoints.
 
     The midpoint rule for the integral over p of |Fa^-1(p) - Fb^-1(p)|; with the
-    quantiles of ``climate`` it is within O(1/n) of the exact distance of the
+    quantiles of ``Climate.from_snapshots`` it is within O(1/n) of the exact distance of the
     samples (``metrics.wasserstein_1d``), in the quantity's units.
     """
     quantiles_a, quantiles_b = np.asarray(quantiles_a), np.asarray(quantiles_b)

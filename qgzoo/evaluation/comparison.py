@@ -45,14 +45,10 @@ def entry_from_folder(folder: str | pathlib.Path, name: str | None = None) -> En
     """An entry from a folder with experiment.json and, if trained, parameterization.eqx."""
     folder = pathlib.Path(folder)
     name = name or folder.name
-    if (folder / trained.WEIGHTS).exists():
-        run = trained.load(folder)
-        return Entry(name, run.parameterization, run.experiment.stepper.model_dump(mode="json"),
-                     tuple(run.history), source=str(folder))
-    if not (folder / trained.EXPERIMENT).exists():
-        raise FileNotFoundError(f"{folder} has no {trained.EXPERIMENT}")
-    return entry_from_experiment(name, Experiment.from_file(folder / trained.EXPERIMENT),
-                                 str(folder))
+    parameterization = trained.load_parameterization(folder, name)
+    experiment = Experiment.from_file(folder / trained.EXPERIMENT)
+    return Entry(name, parameterization, experiment.stepper.model_dump(mode="json"),
+                 tuple(trained.read_log(folder)), source=str(folder))
 
 
 def resolve(item) -> Entry:

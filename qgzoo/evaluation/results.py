@@ -46,8 +46,11 @@ class Entry:
         buffer = io.BytesIO()
         eqx.tree_serialise_leaves(buffer, self.parameterization)
         kind = type(self.parameterization)
-        # The tree structure carries the static fields (a closure's fixed constants).
-        return files.content_hash(buffer.getvalue(), f"{kind.__module__}.{kind.__qualname__}",
+        # The class by its distribution's package and its name, so that moving it between
+        # modules keeps the cache; the tree structure carries the static fields (a
+        # closure's fixed constants).
+        package = kind.__module__.partition(".")[0]
+        return files.content_hash(buffer.getvalue(), f"{package}.{kind.__qualname__}",
                                   str(jax.tree.structure(self.parameterization)), self.stepper)
 
 

@@ -73,4 +73,3 @@ def rollout_loss(model: SteppedModel, q_ref: jax.Array, *, steps_per_sample: int
     carry = (initial_state(model, q_ref[0]), jnp.zeros((), q_ref.dtype))
     (_, total), _ = jax.lax.scan(chunk_step, carry, 1 + size * jnp.arange(n // size))
     return total / n
-

@@ -13,7 +13,6 @@ class ConformanceError(AssertionError):
     """A component breaks a property every component of its category must have."""
 
 
-
 def describe(spec) -> str:
     category = getattr(spec, "category", "component")
     return f"{category} kind {getattr(spec, 'kind', '?')!r} ({type(spec).__name__})"

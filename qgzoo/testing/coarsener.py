@@ -53,7 +53,8 @@ def _check_coarsener(spec, hires, lores, precision):
     with checking(spec, "mean preserved" + at):
         offset = jnp.asarray([2e-6, -5e-7], dtype)[:, None, None]
         assert_close(jnp.mean(coarsener.coarsen(x + offset), axis=(-2, -1)),
-                     jnp.mean(x + offset, axis=(-2, -1)), rtol_of(dtype), "layer means after coarsening")
+                     jnp.mean(x + offset, axis=(-2, -1)), rtol_of(dtype),
+                     "layer means after coarsening")
     with checking(spec, "jit and vmap over a batch" + at):
         # As the reference generation runs it; the forcings are only computed this way,
         # since op-by-op pyqg-jax takes longer than compiling.

@@ -16,8 +16,7 @@ import os
 import numpy as np
 import pytest
 
-from qgzoo.core import files
-from qgzoo.core import plugins
+from qgzoo.core import files, plugins
 from qgzoo.core.schema import validate_component
 from qgzoo.data.reference import SMALL_REFERENCE, ReferenceData, ReferenceSpec
 from qgzoo.data.store import load_reference

@@ -43,11 +43,11 @@ def random_q(model, key: jax.Array, *, amplitude=Q_AMPLITUDE) -> jax.Array:
     kappa = np.sqrt(k[None, :] ** 2 + l[:, None] ** 2)
     spectrum = np.where(kappa > 0, 1.0 / np.where(kappa > 0, kappa, 1.0), 0.0)
     amplitude = jnp.asarray(amplitude, jnp.float64)
-    return _randomassert_field(key, spectrum, amplitude, model.nz, real_dtype(model))
+    return _random_field(key, spectrum, amplitude, model.nz, real_dtype(model))
 
 
 @eqx.filter_jit
-def _randomassert_field(key, spectrum, amplitude, nz, dtype):
+def _random_field(key, spectrum, amplitude, nz, dtype):
     shape = (nz, *spectrum.shape)
     real_key, imag_key = jax.random.split(key)
     coefficients = (jax.random.normal(real_key, shape, jnp.float64)
@@ -77,7 +77,6 @@ def small_setup(config: str, hires_nx: int, lores_nx: int, precision: str):
     hires = qg.make_model(physics, hires_nx, precision)
     lores = qg.make_model(physics, lores_nx, precision)
     return hires, lores, realistic_stats(lores.nz, real_dtype(lores))
-
 
 
 def run_steps(model, q, steps: int):

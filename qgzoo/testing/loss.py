@@ -23,7 +23,7 @@ def check_loss(spec, *, registered: bool = True, hires_nx: int = 32, lores_nx: i
     (or, with ``identical_is_zero=False``, below its value for different ones),
     positive and O(1) for independent realistic fields (``normalised``), with
     finite gradients, under jit and vmap; a term it does not need is zero; a
-    rollout loss runs in ``qgzoo.rollout.rollout_loss``."""
+    rollout loss runs in ``qgzoo.simulate.rollout.rollout_loss``."""
     check_spec(spec, registered=registered)
     with checking(spec, "needs_rollout or needs_forcing"):
         needs = {"state_term": bool(spec.needs_rollout()),
@@ -76,7 +76,8 @@ def _check_loss_term(spec, term, name, needed, lores, amplitude, at, identical_i
                     "by the target's variance")
     with checking(spec, f"{name} differentiable" + at):
         grad = _term_grad_jit(term, pred[0], ref[0])
-        assert_field(grad, pred.shape[1:], dtype, f"gradient of {name} with respect to the prediction")
+        assert_field(grad, pred.shape[1:], dtype,
+                     f"gradient of {name} with respect to the prediction")
         require(bool(jnp.any(grad != 0)), f"gradient of {name} is zero for different fields")
     with checking(spec, f"{name} jit and vmap" + at):
         batched = _term_batch_jit(term, pred, ref)
@@ -86,7 +87,7 @@ def _check_loss_term(spec, term, name, needed, lores, amplitude, at, identical_i
 
 
 def _check_rollout_loss(spec, loss, lores, at):
-    with checking(spec, "state_term in qgzoo.rollout.rollout_loss" + at):
+    with checking(spec, "state_term in qgzoo.simulate.rollout.rollout_loss" + at):
         model = parameterized_model(lores, NoClosure(), AB3Stepper(dt=3600.0))
         q_ref = random_batch(lores, jax.random.key(10), 3)
 

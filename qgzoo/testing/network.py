@@ -99,7 +99,7 @@ def _check_network(spec, hires, lores, stats, precision, target, trainable_array
         leaves = jax.tree.leaves(grads_params)
         if not leaves:
             require(trainable_arrays is not True,
-                    "it has no trainable arrays (eqx.partition with qgzoo.networks.trainable)")
+                    "it has no trainable arrays (eqx.partition with qgzoo.trainable)")
             log.info("%s has no trainable arrays; no gradient to check", describe(spec))
         else:
             require(trainable_arrays is not False, f"it has {len(leaves)} trainable arrays")

@@ -20,7 +20,7 @@ def check_stepper(spec, *, registered: bool = True, hires_nx: int = 32, lores_nx
                   precisions=PRECISIONS, config: str = "eddy", steps: int = 3,
                   consistency: float = 0.25) -> None:
     """Check a stepper spec: ``build()`` steps the low-resolution model (through
-    ``qgzoo.rollout.parameterized_model``) in both precisions; time advances by
+    ``qgzoo.parameterized_model``) in both precisions; time advances by
     ``dt`` per step; q stays finite in the model's dtype; the first step agrees
     with the model's tendency, |(q1 - q0)/dt - dq/dt| <= ``consistency`` |dq/dt|
     at the scales the model's filter leaves alone; jit, vmap and gradients through
@@ -37,7 +37,6 @@ def _trajectory(model, q, steps: int):
         state = model.step_model(state)
         return state, (state.state.model_state.q, state.t)
     return jax.lax.scan(step, initial_state(model, q), length=steps)[1]
-
 
 
 _trajectory_batch_jit = eqx.filter_jit(jax.vmap(_trajectory, in_axes=(None, 0, None)))

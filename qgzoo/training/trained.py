@@ -59,9 +59,15 @@ def read_log(folder: str | pathlib.Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
-def skeleton(experiment: Experiment) -> AbstractParameterization:
-    """The experiment's network built on placeholder stats: the tree weights load into."""
-    return experiment.network.build(FieldStats.placeholder(), key=jax.random.key(0),
+def holds_experiment(folder: pathlib.Path) -> bool:
+    """Whether ``folder`` is a trained folder (or a zoo entry): it has an experiment.json."""
+    return (folder / EXPERIMENT).is_file()
+
+
+def skeleton(experiment: Experiment, seed: int = 0) -> AbstractParameterization:
+    """The experiment's network built on placeholder stats, weights drawn from ``seed``:
+    the tree that saved weights load into, or a closure with its spec's constants."""
+    return experiment.network.build(FieldStats.placeholder(), key=jax.random.key(seed),
                                     target=experiment.training.forcing_target)
 
 
@@ -78,9 +84,7 @@ def untrained(experiment: Experiment, name: str) -> AbstractParameterization:
 
     A network whose scales are fitted to data cannot be used untrained: ValueError.
     """
-    parameterization = experiment.network.build(
-        FieldStats.placeholder(), key=jax.random.key(experiment.training.seed),
-        target=experiment.training.forcing_target)
+    parameterization = skeleton(experiment, experiment.training.seed)
     fitted = any(isinstance(leaf, Scale) for leaf in
                  jax.tree.leaves(parameterization, is_leaf=lambda x: isinstance(x, Scale)))
     if fitted:
@@ -89,20 +93,22 @@ def untrained(experiment: Experiment, name: str) -> AbstractParameterization:
     return parameterization
 
 
-def load_parameterization(folder: str | pathlib.Path) -> AbstractParameterization:
-    """The parameterization of a trained folder, or of one holding only experiment.json."""
+def load_parameterization(folder: str | pathlib.Path,
+                          name: str | None = None) -> AbstractParameterization:
+    """The parameterization of a trained folder, or of one holding only experiment.json
+    (``untrained``; ``name`` for its errors, default the folder's)."""
     folder = pathlib.Path(folder)
+    if not holds_experiment(folder):
+        raise FileNotFoundError(f"{folder} has no {EXPERIMENT}")
     if (folder / WEIGHTS).exists():
         return load(folder).parameterization
-    if not (folder / EXPERIMENT).exists():
-        raise FileNotFoundError(f"{folder} has no {EXPERIMENT}")
-    return untrained(Experiment.from_file(folder / EXPERIMENT), folder.name)
+    return untrained(Experiment.from_file(folder / EXPERIMENT), name or folder.name)
 
 
 def find(name: str) -> pathlib.Path:
     """The folder ``name`` stands for: a zoo entry's (``registry/NAME``), else the path itself."""
     entry = files.registry_dir() / name
-    return entry if (entry / EXPERIMENT).is_file() else pathlib.Path(name)
+    return entry if holds_experiment(entry) else pathlib.Path(name)
 
 
 def initial_weights(experiment: Experiment) -> AbstractParameterization:

@@ -205,9 +205,10 @@ def train(experiment: Experiment | dict, out: str | pathlib.Path | None = None, 
 class _Loop:
     """The updates of one training, from a given step: batches, log, progress, checkpoints."""
 
-    def __init__(self, training: TrainingSpec, update, batch_loss, data: ReferenceData, *,
+    def __init__(self, training: TrainingSpec, update, validation_loss, data: ReferenceData, *,
                  dtype, forcing: str | None, validation, out: pathlib.Path | None, skipped: int):
-        self.cfg, self.update, self.batch_loss, self.data = training, update, batch_loss, data
+        self.cfg, self.update, self.validation_loss = training, update, validation_loss
+        self.data = data
         self.dtype, self.forcing, self.validation = dtype, forcing, validation
         self.out, self.skipped = out, skipped
 
@@ -248,7 +249,7 @@ class _Loop:
                       seconds=round(time.perf_counter() - t0, 4))
         every = self.cfg.eval_every
         if every and ((step + 1) % every == 0 or step + 1 == end):
-            value = float(self.batch_loss(params, static, *self.validation))
+            value = float(self.validation_loss(params, static, *self.validation))
             record["val_loss"] = value if np.isfinite(value) else None
         return params, opt_state, record
 

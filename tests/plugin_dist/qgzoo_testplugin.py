@@ -13,8 +13,7 @@ from pydantic import Field
 from pyqg_jax.qg_model import QGModel
 
 import qgzoo
-from qgzoo.components.coarseners import SpectralCoarsener
-from qgzoo.core.spec import CoarsenerSpec
+from qgzoo import CoarsenerSpec, SpectralCoarsener
 
 
 class GaussianCoarsener(SpectralCoarsener):

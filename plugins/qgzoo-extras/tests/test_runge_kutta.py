@@ -10,10 +10,9 @@ from pyqg_jax.steppers import AB3State, AB3Stepper, SteppedModel, StepperState
 
 import qgzoo
 from qgzoo.physics import qg
-from qgzoo.components.networks import NoClosure
+from qgzoo import NoClosure, parameterized_model, validate_component
 from qgzoo.data.reference import SMALL_REFERENCE
-from qgzoo.simulate.rollout import initial_state, parameterized_model
-from qgzoo.core.schema import validate_component
+from qgzoo.simulate.rollout import initial_state
 from qgzoo_extras import RK4, RK4Spec, RungeKuttaStepper, SSPRK3Spec
 
 PHYSICS = qg.PRESETS["eddy"]

@@ -8,10 +8,8 @@ from pydantic import ValidationError
 from pyqg_jax.steppers import AB3Stepper
 
 from qgzoo.physics import qg
-from qgzoo.components.networks import NoClosure
-from qgzoo.core.fields import FieldStats
-from qgzoo.simulate.rollout import parameterized_model, rollout_loss
-from qgzoo.core.schema import validate_component
+from qgzoo import FieldStats, NoClosure, parameterized_model, validate_component
+from qgzoo.simulate.rollout import rollout_loss
 from qgzoo_extras import SpectralSpec, isotropic_spectrum
 
 PHYSICS = qg.PRESETS["eddy"]

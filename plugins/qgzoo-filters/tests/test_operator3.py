@@ -15,7 +15,7 @@ from pyqg_jax.steppers import AB3Stepper, SteppedModel
 
 import qgzoo
 from qgzoo.physics import qg
-from qgzoo.core.schema import validate_component
+from qgzoo import validate_component
 from qgzoo_filters import Operator3Spec
 
 PHYSICS = qg.PRESETS["eddy"]

@@ -6,7 +6,7 @@ import pytest
 from pydantic import ValidationError
 
 from qgzoo.physics import qg
-from qgzoo.core.schema import validate_component
+from qgzoo import validate_component
 from qgzoo_filters import SharpCutoffSpec
 
 PHYSICS = qg.PRESETS["eddy"]

@@ -18,8 +18,7 @@ from pyqg_jax.parameterizations import (
     ParameterizedModel, backscatterbiharmonic, smagorinsky, zannabolton2020)
 from pyqg_jax.steppers import AB3Stepper, SteppedModel
 
-from qgzoo.components.networks import NoClosure
-from qgzoo.core.schema import validate_component
+from qgzoo import NoClosure, validate_component
 
 RTOL = 1e-10
 

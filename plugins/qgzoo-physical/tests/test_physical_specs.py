@@ -9,8 +9,7 @@ import pytest
 
 import qgzoo
 from qgzoo.core import plugins
-from qgzoo.components.networks import AbstractParameterization, trainable
-from qgzoo.core.schema import validate_component
+from qgzoo import AbstractParameterization, trainable, validate_component
 from qgzoo_physical import (
     BackscatterBiharmonicSpec, LogScaled, SmagorinskySpec, ZannaBoltonSpec)
 
