@@ -1,5 +1,6 @@
 """A non-editable install carries the zoo: ``pip install .`` into a fresh virtual
-environment, then the zoo is listed and an entry loads from a folder outside the checkout."""
+environment (its dependencies borrowed from this one), then the zoo is listed and an
+entry loads from a folder outside the checkout."""
 
 import json
 import os
@@ -40,13 +41,23 @@ def test_a_wheel_install_lists_and_loads_the_zoo_from_anywhere(tmp_path, monkeyp
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=300)
     python = venv / "bin" / "python"
+    # qgzoo's dependencies (jax, zarr, ...) come from this environment, through a path
+    # entry placed after the fresh environment's own site-packages; qgzoo itself is
+    # installed into the fresh one from a wheel. This environment's .pth files are not
+    # read there, so its editable qgzoo and plugins stay out of reach.
+    site = run([python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"],
+               tmp_path, dict(os.environ)).strip()
+    ours = subprocess.run([sys.executable, "-c",
+                           "import sysconfig; print(sysconfig.get_path('purelib'))"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    pathlib.Path(site, "zz_dependencies.pth").write_text(ours + "\n")
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     env = {k: v for k, v in os.environ.items()
            if k not in (files.ENV_REGISTRY, files.ENV_PLUGINS, "PYTHONPATH")}
     env["QGZOO_CACHE"] = str(tmp_path / "cache")
-    run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", str(ROOT)],
-        outside, env, timeout=900)
+    run([python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check", "--no-deps",
+         str(ROOT)], outside, env, timeout=900)
 
     listing = run([venv / "bin" / "qgzoo", "zoo", "list"], outside, env)
     lines = {line.split()[0]: line for line in listing.splitlines()}
