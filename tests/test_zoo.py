@@ -13,6 +13,7 @@ from pyqg_jax.steppers import AB3Stepper, SteppedModel
 
 import qgzoo
 from qgzoo import zoo
+from qgzoo.app import cli
 from qgzoo.core import files
 from qgzoo.evaluation.comparison import entry_from_folder
 from qgzoo.data.reference import REFERENCES, SMALL_REFERENCE
@@ -199,3 +200,20 @@ def test_shipped_benchmarks_match_their_presets():
         assert bench.initial_q.shape == (3 * bench.reference.n_test_runs, 2, n, n)
         assert bench.hires.n_snapshots == bench.reference.n_runs * bench.reference.n_hires_snapshots
         assert all(np.isfinite(v).all() for v in bench.hires.quantiles.values())
+
+
+def test_an_entry_whose_plugin_is_missing_is_named_not_fatal(registry, capsys):
+    write_entry(registry, "plain")
+    folder = write_entry(registry, "needs-plugin")
+    spec = json.loads((folder / "experiment.json").read_text())
+    spec["network"] = {"kind": "not_installed_closure", "constant": 0.1}
+    (folder / "experiment.json").write_text(json.dumps(spec))
+    assert zoo.names() == ["needs-plugin", "plain"]
+    assert zoo.unavailable("plain") is None
+    problem = zoo.unavailable("needs-plugin")
+    assert "network" in problem and "not_installed_closure" in problem
+    assert zoo.network_kind("needs-plugin") == "not_installed_closure"
+    assert cli.main(["zoo", "list"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "fixed constants" in lines["plain"]
+    assert "unavailable" in lines["needs-plugin"] and "not_installed_closure" in lines["needs-plugin"]
