@@ -21,6 +21,7 @@ from qgzoo.components.coarseners import (  # noqa: E402
 from qgzoo.components.losses import AbstractLoss  # noqa: E402
 from qgzoo.components.networks import (  # noqa: E402
     AbstractParameterization, NeuralClosure, NoClosure, trainable)
+from qgzoo.core.errors import UserError  # noqa: E402
 from qgzoo.core.fields import FieldStats  # noqa: E402
 from qgzoo.core.hookspecs import hookimpl  # noqa: E402
 from qgzoo.core.plugins import registry  # noqa: E402
@@ -43,6 +44,6 @@ __all__ = [
     "CoarsenerSpec", "Comparison", "ComponentSpec", "Entry", "Experiment", "FieldStats",
     "LossSpec", "NetworkSpec", "NeuralClosure", "NoClosure", "Operator1", "Operator2",
     "OptimizerSpec", "ReferenceData", "ReferenceSpec", "SpectralCoarsener", "StepperSpec",
-    "Trained", "TrainingSpec", "compare", "hookimpl", "load", "parameterized_model",
+    "Trained", "TrainingSpec", "UserError", "compare", "hookimpl", "load", "parameterized_model",
     "registry", "schema", "train", "trainable", "validate_component", "zoo",
 ]

@@ -10,13 +10,13 @@ it. ``registry/references`` holds the shipped benchmarks. The zoo's folder is
 
 from __future__ import annotations
 
-import json
 import pathlib
 
 from pydantic import ValidationError
 
 from qgzoo.components.networks import AbstractParameterization
-from qgzoo.core.files import registry_dir
+from qgzoo.core.errors import UserError
+from qgzoo.core.files import read_json, registry_dir
 from qgzoo.core.schema import validation_messages
 from qgzoo.training import trained
 from qgzoo.training.experiment import Experiment
@@ -29,14 +29,15 @@ def names() -> list[str]:
     root = registry_dir()
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if trained.holds_experiment(p))
+    return sorted(p.name for p in root.iterdir() if trained.entry_folder(p.name) is not None)
 
 
 def folder(name: str) -> pathlib.Path:
-    """The folder of entry ``name``; KeyError listing the entries if there is none."""
-    path = registry_dir() / name
-    if not trained.holds_experiment(path):
-        raise KeyError(f"no zoo entry {name!r}; entries: {', '.join(names()) or 'none'}")
+    """The folder of entry ``name``; a name that is not an entry's (a path, say) is a
+    ``UserError`` listing the entries."""
+    path = trained.entry_folder(name)
+    if path is None:
+        raise UserError(f"no zoo entry {name!r}; entries: {', '.join(names()) or 'none'}")
     return path
 
 
@@ -59,16 +60,18 @@ def unavailable(name: str) -> str | None:
     """Why entry ``name`` cannot be loaded here (its spec names a kind that no installed
     plugin provides, say), or None if it can."""
     try:
-        experiment(name)
+        Experiment.model_validate(read_json(folder(name) / trained.EXPERIMENT, "experiment"))
     except ValidationError as error:
         return "; ".join(validation_messages(error))
+    except UserError as error:
+        return str(error)
     return None
 
 
 def network_kind(name: str) -> str:
     """The network kind entry ``name`` declares, read from its JSON (no plugin needed)."""
-    spec = json.loads((folder(name) / trained.EXPERIMENT).read_text())
-    return str(spec.get("network", {}).get("kind", "?"))
+    spec = read_json(folder(name) / trained.EXPERIMENT, "experiment")
+    return str(spec.get("network", {}).get("kind", "?")) if isinstance(spec, dict) else "?"
 
 
 def card(name: str) -> str:

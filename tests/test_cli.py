@@ -75,7 +75,7 @@ def test_train_rejects_a_file_that_is_not_json(capsys, tmp_path):
 def test_train_overrides_steps_and_defaults_out_to_runs_stem(capsys, tmp_path, monkeypatch):
     calls = []
 
-    def fake_train(experiment, out, progress):
+    def fake_train(experiment, out, progress, overwrite):
         calls.append((experiment, out, progress))
         history = [{"step": 0, "loss": 0.5}]
         return types.SimpleNamespace(history=history, skipped=1)
@@ -121,7 +121,7 @@ def test_compare_reports_an_invalid_spec_file_by_field(capsys, tmp_path, monkeyp
     spec.write_text(json.dumps({"kind": "cnn", "channels": "x"}))
     assert cli.main(["compare", str(spec), "--out", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: an entry is not a valid spec:\n  network.channels: ")
+    assert err.startswith(f"error: {spec} is not a valid spec:\n  network.channels: ")
 
 
 def test_compare_names_the_known_references_for_an_unknown_one(capsys, tmp_path, monkeypatch):

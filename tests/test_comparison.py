@@ -125,7 +125,7 @@ def test_schedule_runs_from_the_first_to_the_last_sample(bench):
     assert bench.schedule(900.0) == dict(n_steps=4 * (n - 1), snapshot_every=4,
                                          n_snapshots=bench.reference.n_hires_snapshots)
     for dt in (1000.0, 7200.0):
-        with pytest.raises(ValueError, match="does not divide the sample spacing"):
+        with pytest.raises(qgzoo.UserError, match="does not divide the sample spacing"):
             bench.schedule(dt)
 
 
@@ -289,13 +289,13 @@ def test_resolve_a_network_kind_and_refuse_what_it_cannot(empty_zoo):
     assert entry.name == "none" and isinstance(entry.parameterization, NoClosure)
     assert entry.stepper["kind"] == "ab3"
     assert comparing.resolve(entry) is entry
-    with pytest.raises(ValueError, match="no-such-thing"):
+    with pytest.raises(qgzoo.UserError, match="no-such-thing"):
         comparing.resolve("no-such-thing")
-    with pytest.raises(ValueError, match="fitted to data.*train it first"):
+    with pytest.raises(qgzoo.UserError, match="fitted to data.*train it first"):
         comparing.resolve({"kind": "cnn", "channels": [2], "kernel_sizes": [3, 3]})
-    with pytest.raises(ValueError, match=r"repeated: \['none'\]"):
+    with pytest.raises(qgzoo.UserError, match=r"repeated: \['none'\]"):
         comparing.compare(["none", "none"], benchmarks=[], out=None, progress=False)
-    with pytest.raises(ValueError, match="repeated"):
+    with pytest.raises(qgzoo.UserError, match="repeated"):
         comparing.compare([TWIN, dataclasses.replace(UNSTABLE, name="none-twin")], benchmarks=[],
                         out=None, progress=False)
 
@@ -312,5 +312,5 @@ def test_resolve_json_files_and_folders(empty_zoo):
     (folder / "experiment.json").write_text(experiment.to_json())
     entry = comparing.resolve(str(folder))
     assert entry.name == "untrained" and entry.stepper == {"kind": "ab3", "dt": 1800.0}
-    with pytest.raises(FileNotFoundError):
+    with pytest.raises(qgzoo.UserError, match="has no experiment.json"):
         comparing.entry_from_folder(empty_zoo)

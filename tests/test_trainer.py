@@ -137,7 +137,7 @@ def test_non_finite_training_data_is_refused(small_data):
 def test_resume_refuses_a_different_experiment(small_data, tmp_path):
     qgzoo.train(experiment(checkpoint_every=2), tmp_path, data=small_data, progress=False,
                 stop_after=2)
-    with pytest.raises(ValueError, match="checkpoint of a different experiment"):
+    with pytest.raises(qgzoo.UserError, match="results of a different experiment"):
         qgzoo.train(experiment(checkpoint_every=2, seed=5), tmp_path, data=small_data,
                     progress=False)
 
@@ -242,10 +242,10 @@ def test_fine_tuning_starts_from_the_named_weights(small_data, offline_run, tmp_
     fresh = qgzoo.train(experiment(steps=3), data=small_data, progress=False)
     assert tuned.history[0]["loss"] < fresh.history[0]["loss"]
     other = {"kind": "cnn", "channels": [4], "kernel_sizes": [3, 3]}
-    with pytest.raises(ValueError, match="init_from: .* has network"):
+    with pytest.raises(qgzoo.UserError, match="init_from: .* has network"):
         qgzoo.train(experiment(init_from=str(tmp_path / "start")).model_copy(
             update={"network": qgzoo.Experiment(network=other).network}), data=small_data,
             progress=False)
-    with pytest.raises(FileNotFoundError, match="neither a zoo entry nor a folder"):
+    with pytest.raises(qgzoo.UserError, match="neither a zoo entry nor a folder"):
         qgzoo.train(experiment(init_from=str(tmp_path / "nowhere")), data=small_data,
                     progress=False)

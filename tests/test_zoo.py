@@ -60,17 +60,17 @@ def test_names_are_the_folders_with_an_experiment(registry):
 def test_an_absent_registry_is_empty(tmp_path, monkeypatch):
     monkeypatch.setenv("QGZOO_REGISTRY", str(tmp_path / "nowhere"))
     assert zoo.names() == []
-    with pytest.raises(KeyError, match="entries: none"):
+    with pytest.raises(qgzoo.UserError, match="entries: none"):
         zoo.folder("x")
 
 
-def test_an_unknown_entry_is_a_key_error_listing_the_entries(registry):
+def test_an_unknown_entry_is_an_error_listing_the_entries(registry):
     write_entry(registry, "a-entry")
     write_entry(registry, "b-entry")
     for name in ("x", "references", "stray.txt"):
-        with pytest.raises(KeyError, match=f"no zoo entry '{name}'; entries: a-entry, b-entry"):
+        with pytest.raises(qgzoo.UserError, match=f"no zoo entry '{name}'; entries: a-entry, b-entry"):
             zoo.folder(name)
-        with pytest.raises(KeyError):
+        with pytest.raises(qgzoo.UserError):
             zoo.load(name)
 
 

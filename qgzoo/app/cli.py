@@ -12,8 +12,9 @@ from pydantic import ValidationError
 
 from qgzoo import zoo
 from qgzoo.app import demo, zoo_build
-from qgzoo.core import plugins
-from qgzoo.core.schema import validate_component, validation_messages
+from qgzoo.core import files, plugins
+from qgzoo.core.errors import UserError
+from qgzoo.core.schema import invalid_spec, validate_component
 from qgzoo.data import store
 from qgzoo.data.reference import REFERENCES, ReferenceSpec
 from qgzoo.evaluation.comparison import MAIN_BENCHMARK, TRANSFER_BENCHMARK, compare
@@ -25,19 +26,52 @@ _COLUMNS = ("category", "kind", "plugin", "distribution", "version")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the ``qgzoo`` command with ``argv`` (default: sys.argv[1:]); returns the exit status."""
+    """Run the ``qgzoo`` command with ``argv`` (default: sys.argv[1:]); returns the exit status.
+
+    A fault the user can fix (``UserError``, an invalid spec, a file that cannot
+    be read or written) prints one ``error:`` message and returns 2; a bug in
+    qgzoo or a plugin prints one line and returns 1, with the traceback under
+    ``--debug``; an interrupt returns 130.
+    """
     args = _parser().parse_args(argv)
+    if args.command is not plugins_command:
+        for problem in plugins.registry().problems:
+            print(f"qgzoo: warning: plugin {problem.plugin}: {problem.message}", file=sys.stderr)
     try:
         return args.command(args)
     except BrokenPipeError:
         # The reader went away (`qgzoo schema | head`): stop quietly, as other tools do.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
+    except KeyboardInterrupt:
+        print("\nqgzoo: interrupted; what was saved is kept (a training resumes from its "
+              "last checkpoint when run again)", file=sys.stderr)
+        return 130
+    except Exception as error:
+        if args.debug:
+            raise
+        message, status = _describe(error)
+        print(f"error: {message}", file=sys.stderr)
+        return status
+
+
+def _describe(error: Exception) -> tuple[str, int]:
+    """The message and exit status of an error that ended a command."""
+    if isinstance(error, UserError):
+        return str(error), 2
+    if isinstance(error, ValidationError):
+        return str(invalid_spec("the input", error)), 2
+    if isinstance(error, OSError) and error.filename is not None:
+        return f"cannot use {error.filename}: {error.strerror}", 2
+    return (f"internal error, {type(error).__name__}: {error} (a bug in qgzoo or a plugin; "
+            f"rerun with --debug for the traceback and report it)"), 1
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="qgzoo", description="Subgrid parameterizations for two-layer QG turbulence.")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the traceback of an error instead of its one-line message")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
     listing = commands.add_parser("plugins", help="list installed component kinds and problems")
@@ -66,7 +100,9 @@ def _add_training_commands(commands) -> None:
     training.add_argument("spec", type=pathlib.Path, metavar="SPEC.json")
     training.add_argument("--out", type=pathlib.Path, metavar="DIR",
                           help="output folder (default: runs/<spec file stem>)")
-    training.add_argument("--steps", type=int, metavar="N", help="override training.steps")
+    training.add_argument("--steps", type=_count, metavar="N", help="override training.steps")
+    training.add_argument("--overwrite", action="store_true",
+                          help="replace the results of a different experiment in --out")
     training.add_argument("--no-progress", action="store_true", help="hide progress bars")
     training.set_defaults(command=train_command)
 
@@ -102,7 +138,8 @@ def _add_comparison_commands(commands) -> None:
              f"{', '.join(REFERENCES)})")
     comparing.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs/compare"),
                            metavar="DIR", help="output folder (default: runs/compare)")
-    comparing.add_argument("--no-cache", action="store_true", help="recompute every run")
+    comparing.add_argument("--no-cache", action="store_true",
+                           help="recompute every run (and replace its cached result)")
     comparing.add_argument("--no-figures", action="store_true", help="skip the figures")
     comparing.set_defaults(command=compare_command)
 
@@ -161,52 +198,50 @@ def schema_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def train_command(args: argparse.Namespace) -> int:
-    """Validate a spec file, train it into ``--out`` and report the result.
-
-    An invalid spec prints one ``field.path: message`` line per error and returns 2.
-    """
+def _count(text: str) -> int:
+    """An argparse type: a whole number, at least 0."""
     try:
-        experiment = Experiment.from_file(args.spec)
-        if args.steps is not None:
-            # Specs are frozen and validated as a whole: rebuild rather than patch.
-            data = experiment.model_dump(mode="json")
-            data["training"]["steps"] = args.steps
-            experiment = Experiment.model_validate(data)
-    except ValidationError as error:
-        print(f"error: {args.spec} is not a valid experiment:", file=sys.stderr)
-        print(format_validation_error(error), file=sys.stderr)
-        return 2
-    except json.JSONDecodeError as error:
-        print(f"error: {args.spec} is not valid JSON: {error}", file=sys.stderr)
-        return 2
-    except OSError as error:
-        print(f"error: cannot read {args.spec}: {error.strerror}", file=sys.stderr)
-        return 2
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
+    return value
 
+
+def train_command(args: argparse.Namespace) -> int:
+    """Validate a spec file, train it into ``--out`` and report the result."""
+    experiment = Experiment.from_file(args.spec)
+    if args.steps is not None:
+        # Specs are frozen and validated as a whole: rebuild rather than patch.
+        data = experiment.model_dump(mode="json")
+        data["training"]["steps"] = args.steps
+        try:
+            experiment = Experiment.model_validate(data)
+        except ValidationError as error:
+            raise invalid_spec(f"{args.spec} with --steps {args.steps}", error) from None
     out = args.out if args.out is not None else pathlib.Path("runs") / args.spec.stem
-    trained = train(experiment, out=out, progress=not args.no_progress)
-    final_loss = f"{trained.history[-1]['loss']:.6g}" if trained.history else "n/a (no updates)"
+    trained = train(experiment, out=out, progress=not args.no_progress, overwrite=args.overwrite)
+    losses = [h["loss"] for h in trained.history if h["loss"] is not None]
     print(f"saved to {out}")
-    print(f"final loss: {final_loss}")
+    print(f"final loss: {f'{losses[-1]:.6g}' if losses else 'n/a (no finite update)'}")
     print(f"skipped updates: {trained.skipped}")
     return 0
 
 
-def format_validation_error(error: ValidationError) -> str:
-    """One indented ``field.path: message`` line per error of ``error``."""
-    return "\n".join(f"  {line}" for line in validation_messages(error))
-
-
 def _reference_spec(text: str) -> ReferenceSpec:
+    """The reference of a preset name, or of a reference or experiment JSON file."""
     if text in REFERENCES:
         spec = ReferenceSpec.model_validate(REFERENCES[text])
     else:
-        content = json.loads(pathlib.Path(text).read_text())
-        if "reference" in content:  # an experiment: its reference and coarsener
-            experiment = Experiment.model_validate(content)
-            return experiment.reference.with_coarsener(experiment.coarsener)
-        spec = ReferenceSpec.model_validate(content)
+        content = files.read_json(text, "reference spec")
+        try:
+            if isinstance(content, dict) and "reference" in content:  # an experiment
+                experiment = Experiment.model_validate(content)
+                return experiment.reference.with_coarsener(experiment.coarsener)
+            spec = ReferenceSpec.model_validate(content)
+        except ValidationError as error:
+            raise invalid_spec(text, error) from None
     if not spec.coarseners:
         spec = spec.with_coarsener(validate_component("coarsener", {"kind": "operator1"}))
     return spec
@@ -214,21 +249,9 @@ def _reference_spec(text: str) -> ReferenceSpec:
 
 def data_build_command(args: argparse.Namespace) -> int:
     """Build or resume the store of a reference spec, then print its description."""
-    try:
-        spec = _reference_spec(args.spec)
-    except ValidationError as error:
-        print(f"error: {args.spec} is not a valid reference:", file=sys.stderr)
-        print(format_validation_error(error), file=sys.stderr)
-        return 2
-    except (OSError, json.JSONDecodeError) as error:
-        print(f"error: cannot read {args.spec}: {error}", file=sys.stderr)
-        return 2
+    spec = _reference_spec(args.spec)
     path = args.out or store.store_path(spec)
-    try:
-        store.build_store(spec, path, progress=not args.no_progress)
-    except store.StoreError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    store.build_store(spec, path, progress=not args.no_progress)
     print(store.describe_store(path))
     return 0
 
@@ -246,17 +269,8 @@ def data_info_command(args: argparse.Namespace) -> int:
 def compare_command(args: argparse.Namespace) -> int:
     """Compare entries and write the leaderboard, scores, figures and report."""
     benchmarks = args.benchmarks or (MAIN_BENCHMARK, TRANSFER_BENCHMARK)
-    try:
-        comparison = compare(args.entries or None, benchmarks, out=args.out,
-                             cache=not args.no_cache, figures=not args.no_figures)
-    except ValidationError as error:
-        print("error: an entry is not a valid spec:", file=sys.stderr)
-        print(format_validation_error(error), file=sys.stderr)
-        return 2
-    except (ValueError, KeyError, FileNotFoundError) as error:
-        message = error.args[0] if isinstance(error, KeyError) else error
-        print(f"error: {message}", file=sys.stderr)
-        return 2
+    comparison = compare(args.entries or None, benchmarks, out=args.out,
+                         cache=not args.no_cache, figures=not args.no_figures)
     print()
     print(comparison.table())
     return 0
@@ -280,22 +294,16 @@ def zoo_list_command(args: argparse.Namespace) -> int:
 
 def zoo_show_command(args: argparse.Namespace) -> int:
     """Print the model card of an entry."""
-    try:
-        print(zoo.card(args.name))
-    except KeyError as error:
-        print(f"error: {error.args[0]}", file=sys.stderr)
-        return 2
+    print(zoo.card(args.name))
     return 0
 
 
 def zoo_build_command(args: argparse.Namespace) -> int:
-    """Train, score and write the card of each named entry."""
+    """Train, score and write the card of each named entry (all names checked first)."""
     for name in args.names:
-        try:
-            path = zoo_build.build_entry(name, train=not args.no_train)
-        except KeyError as error:
-            print(f"error: {error.args[0]}", file=sys.stderr)
-            return 2
+        zoo.folder(name)
+    for name in args.names:
+        path = zoo_build.build_entry(name, train=not args.no_train)
         print(f"{name}: {path / zoo.CARD}")
     return 0
 

@@ -29,9 +29,9 @@ def build_entry(name: str, *, train: bool = True, progress: bool = True) -> path
     spec = zoo.experiment(name)
     if train and spec.training.steps > 0:
         for stale in (trained.WEIGHTS, trained.LOG, trained.CHECKPOINT):
-            (path / stale).unlink(missing_ok=True)
+            files.remove(path / stale)
         trainer.train(spec, path, progress=progress)
-        (path / trained.CHECKPOINT).unlink(missing_ok=True)
+        files.remove(path / trained.CHECKPOINT)
     comparison = compare([name], out=None, progress=progress)
     files.atomic_write_text(path / zoo.CARD, model_card(name, spec, comparison))
     return path

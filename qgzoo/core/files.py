@@ -1,5 +1,10 @@
-"""Files and places: the one atomic write, the one content hash, where the cache and the
-zoo live, and every environment variable qgzoo reads.
+"""Files and places: the one atomic write, checksums, locks, reading text files, the one
+content hash, where the cache and the zoo live, and every environment variable qgzoo reads.
+
+A file written by ``checked_write`` has its SHA-256 beside it (``NAME.sha256``)
+and ``verified`` refuses bytes that do not match. The checksum file is written
+before the file it describes and keeps the previous checksum too, so a process
+killed between the two writes leaves a pair that still verifies.
 
 Environment variables:
 
@@ -13,17 +18,25 @@ Environment variables:
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
 import pathlib
-from collections.abc import Callable
+import socket
+import sys
+from collections.abc import Callable, Iterator
+from typing import TypeVar
+
+from qgzoo.core.errors import UserError
 
 ENV_CACHE = "QGZOO_CACHE"
 ENV_REGISTRY = "QGZOO_REGISTRY"
 ENV_PLUGINS = "QGZOO_PLUGINS"
 
 _PACKAGE = pathlib.Path(__file__).resolve().parents[1]
+T = TypeVar("T")
 
 
 def atomic_write(path: str | pathlib.Path, write: Callable[[pathlib.Path], object]) -> pathlib.Path:
@@ -42,6 +55,142 @@ def atomic_write(path: str | pathlib.Path, write: Callable[[pathlib.Path], objec
 def atomic_write_text(path: str | pathlib.Path, text: str) -> pathlib.Path:
     """``atomic_write`` of a text file."""
     return atomic_write(path, lambda tmp: tmp.write_text(text))
+
+
+def file_sha256(path: str | pathlib.Path) -> str:
+    """The SHA-256 of a file's bytes, as 64 hex digits."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(2**20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def checksum_path(path: str | pathlib.Path) -> pathlib.Path:
+    """Where the checksum of ``path`` is kept: ``NAME.sha256`` beside it."""
+    path = pathlib.Path(path)
+    return path.with_name(path.name + ".sha256")
+
+
+def checked_write(path: str | pathlib.Path,
+                  write: Callable[[pathlib.Path], object]) -> pathlib.Path:
+    """``atomic_write`` that records the new bytes' SHA-256 in ``checksum_path(path)``."""
+    path = pathlib.Path(path)
+    tmp = path.with_name(f"{path.name}.tmp{path.suffix}")
+    write(tmp)
+    lines = [file_sha256(tmp)] + ([file_sha256(path)] if path.is_file() else [])
+    atomic_write_text(checksum_path(path), "\n".join(lines) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def verified(path: str | pathlib.Path) -> pathlib.Path:
+    """``path``, after checking its bytes against the checksum beside it (if there is one).
+
+    A missing file or a mismatch is a ``UserError`` naming the file.
+    """
+    path = pathlib.Path(path)
+    if not path.is_file():
+        raise UserError(f"{path} is missing")
+    sums = checksum_path(path)
+    if sums.exists() and file_sha256(path) not in sums.read_text().split():
+        raise UserError(f"{path} does not match its checksum in {sums.name}: the file was "
+                        f"changed or damaged after qgzoo wrote it; delete it and write it again")
+    return path
+
+
+def remove(path: str | pathlib.Path) -> None:
+    """Delete ``path`` and its checksum file, if they exist."""
+    pathlib.Path(path).unlink(missing_ok=True)
+    checksum_path(path).unlink(missing_ok=True)
+
+
+def read_text(path: str | pathlib.Path, what: str = "file") -> str:
+    """The UTF-8 text of ``path``; a missing, unreadable or non-UTF-8 file is a ``UserError``."""
+    path = pathlib.Path(path)
+    try:
+        return path.read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise UserError(f"{path}: the {what} is not UTF-8 text (byte {error.start}); save it "
+                        f"as UTF-8") from None
+    except IsADirectoryError:
+        raise UserError(f"{path} is a folder, not a {what}") from None
+    except OSError as error:
+        raise UserError(f"cannot read the {what} {path}: {error.strerror}") from None
+
+
+def read_json(path: str | pathlib.Path, what: str = "JSON file"):
+    """The parsed JSON of ``path``; unreadable or invalid JSON is a ``UserError`` with the line."""
+    text = read_text(path, what)
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise UserError(f"{path}: the {what} is not valid JSON: {error.msg} at line "
+                        f"{error.lineno}, column {error.colno}") from None
+
+
+def lock_path(path: str | pathlib.Path) -> pathlib.Path:
+    """The lock file of a file or folder ``path``: ``.NAME.lock`` beside it."""
+    path = pathlib.Path(path)
+    return path.with_name(f".{path.name}.lock")
+
+
+@contextlib.contextmanager
+def locked(path: str | pathlib.Path, *, wait: bool = False) -> Iterator[None]:
+    """Hold the lock of ``path`` (a trained folder, a store, a comparison's folder).
+
+    Locks are advisory ``flock`` locks on ``lock_path(path)``, released by the
+    system when the holder exits, however it exits. If another process holds
+    it: a ``UserError`` naming that process, or with ``wait``, a note on
+    stderr and a wait for it.
+    """
+    lock = lock_path(path)
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        handle = open(lock, "a+")
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            if not wait:
+                handle.close()
+                raise UserError(f"{path} is in use by another qgzoo process ({holder}); wait "
+                                f"for it to finish or use another folder") from None
+            print(f"qgzoo: waiting for {holder}, which is using {path}", file=sys.stderr,
+                  flush=True)
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        # The holder before us may have deleted the file it locked: lock the one now there.
+        if lock.exists() and os.stat(lock).st_ino == os.fstat(handle.fileno()).st_ino:
+            break
+        handle.close()
+    try:
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()} on {socket.gethostname()}\n")
+        handle.flush()
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+        handle.close()
+
+
+def read_cache(path: pathlib.Path, load: Callable[[pathlib.Path], T]) -> T | None:
+    """``load(path)`` of a cache file, or None if there is none.
+
+    Caches are disposable: a file that fails to load (truncated, damaged, from
+    another version) is deleted and reported on stderr, and the caller
+    computes it again.
+    """
+    if not path.exists():
+        return None
+    try:
+        return load(path)
+    except Exception as error:  # whatever the damage, the cure is to recompute
+        path.unlink(missing_ok=True)
+        print(f"qgzoo: the cached {path} could not be read ({type(error).__name__}: {error}); "
+              f"deleted, computing it again", file=sys.stderr, flush=True)
+        return None
 
 
 def content_hash(*parts) -> str:

@@ -76,7 +76,7 @@ class Registry:
             return
         try:
             self.manager.register(plugin, name=name)
-        except Exception as error:  # a plugin's bad hook must not stop the others
+        except (Exception, SystemExit) as error:  # a plugin's bad hook must not stop the others
             self.problems.append(Problem(name, f"cannot register: {error!r}"))
             return
         self._distributions[name] = (distribution, version)
@@ -168,14 +168,19 @@ def load_registry(only: list[str] | None = None) -> Registry:
     for name, module in DEFAULT_PLUGINS.items():
         registry.add_plugin(importlib.import_module(module), name, "qgzoo",
                             distribution_version("qgzoo") or "dev")
-    for ep in importlib.metadata.entry_points(group="qgzoo"):
+    entry_points = importlib.metadata.entry_points(group="qgzoo")
+    for name in sorted(set(only or ()) - set(entry_points.names)):
+        registry.problems.append(Problem(name, (
+            f"{files.ENV_PLUGINS} names {name!r}, but no installed plugin has that entry-point "
+            f"name; installed: {', '.join(sorted(entry_points.names)) or 'none'}")))
+    for ep in entry_points:
         if only is not None and ep.name not in only:
             continue
         dist = ep.dist.name if ep.dist else "?"
         dist_version = ep.dist.version if ep.dist else "?"
         try:
             plugin = ep.load()
-        except Exception as error:
+        except (Exception, SystemExit) as error:  # sys.exit at import must not stop qgzoo
             registry.problems.append(Problem(ep.name, f"cannot import {ep.value}: {error!r}"))
             continue
         registry.add_plugin(plugin, ep.name, dist, dist_version)

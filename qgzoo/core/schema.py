@@ -16,6 +16,7 @@ from pydantic.json_schema import models_json_schema
 from pydantic_core import PydanticCustomError, core_schema
 
 from qgzoo.core import plugins
+from qgzoo.core.errors import UserError
 from qgzoo.core.spec import (
     CATEGORIES, CoarsenerSpec, ComponentSpec, LossSpec, NetworkSpec, StepperSpec)
 
@@ -127,3 +128,10 @@ def validation_messages(error: ValidationError) -> list[str]:
             message = str(item.get("ctx", {}).get("error", message))
         lines.append(f"{path}: {message}" if path else message)
     return lines
+
+
+def invalid_spec(subject: str, error: ValidationError) -> UserError:
+    """The ``UserError`` that ``subject`` (a file, an entry) is not a valid spec, with one
+    indented ``field.path: message`` line per error of ``error``."""
+    lines = "\n".join(f"  {line}" for line in validation_messages(error))
+    return UserError(f"{subject} is not a valid spec:\n{lines}")

@@ -8,18 +8,54 @@ subclass of one of the category bases below with a unique
 from __future__ import annotations
 
 import abc
+import json
+import types
+import typing
 from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 #: The component categories, in the order the registry lists them.
 CATEGORIES = ("coarsener", "network", "loss", "stepper")
 
 
 class FrozenSpec(BaseModel):
-    """A strict, immutable spec: unknown fields are errors."""
+    """A strict, immutable spec: unknown fields are errors, and a number is a number.
+
+    Pydantic would read ``"10"`` or ``true`` as the integer 10 or 1; in a spec
+    such a value can only be a mistake, so a string or a boolean given for a
+    numeric field is refused (whatever the subclass).
+    """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    @field_validator("*", mode="before", check_fields=False)
+    @classmethod
+    def _numbers_are_numbers(cls, value, info: ValidationInfo):
+        annotation = cls.model_fields[info.field_name].annotation
+        if typing.get_origin(annotation) is dict:
+            numeric = _numeric(typing.get_args(annotation)[1])
+            for key, item in value.items() if numeric and isinstance(value, dict) else ():
+                _refuse_coercion(item, numeric, f"{key!r}: ")
+        else:
+            _refuse_coercion(value, _numeric(annotation))
+        return value
+
+
+def _numeric(annotation) -> tuple[type, ...]:
+    """The numeric types among ``annotation`` (``int``, ``float | None``...) unless it
+    also admits strings or booleans."""
+    union = typing.get_origin(annotation) in (typing.Union, types.UnionType)
+    members = typing.get_args(annotation) if union else (annotation,)
+    if str in members or bool in members:
+        return ()
+    return tuple(t for t in members if t in (int, float))
+
+
+def _refuse_coercion(value, numeric: tuple[type, ...], where: str = "") -> None:
+    if numeric and isinstance(value, (str, bool)):
+        wanted = "an integer" if numeric == (int,) else "a number"
+        raise ValueError(f"{where}expected {wanted}, got {json.dumps(value)}")
 
 
 class ComponentSpec(FrozenSpec):

@@ -9,6 +9,7 @@ without loading the whole store.
 
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 import jax.numpy as jnp
@@ -21,6 +22,10 @@ from qgzoo.core.spec import CoarsenerSpec, FrozenSpec
 from qgzoo.physics import qg
 
 PHYSICS_NAMES = ("beta", "rd", "delta", "H1", "U1", "U2", "rek", "L", "filterfac")
+#: Parameters that must be positive (lengths, the layer-depth ratio, the filter) or
+#: not negative (the bottom drag), besides being finite like all of them.
+POSITIVE = ("rd", "delta", "H1", "L", "filterfac")
+NON_NEGATIVE = ("rek",)
 
 
 class ReferenceSpec(FrozenSpec):
@@ -56,6 +61,12 @@ class ReferenceSpec(FrozenSpec):
         if unknown:
             raise ValueError(f"physics: unknown parameters {sorted(unknown)}; "
                              f"allowed: {list(PHYSICS_NAMES)}")
+        for name, value in self.physical_parameters.items():
+            if not math.isfinite(value):
+                raise ValueError(f"physics.{name} must be finite, got {value}")
+            if (name in POSITIVE and value <= 0) or (name in NON_NEGATIVE and value < 0):
+                bound = "positive" if name in POSITIVE else "at least 0"
+                raise ValueError(f"physics.{name} must be {bound}, got {value:g}")
         for name in ("hires_nx", "lores_nx"):
             if getattr(self, name) % 2:
                 raise ValueError(f"{name} must be even, got {getattr(self, name)}")

@@ -19,6 +19,7 @@ import numpy as np
 import zarr
 
 from qgzoo.core import files
+from qgzoo.core.errors import UserError
 from qgzoo.core.schema import validate_component
 from qgzoo.data import store
 from qgzoo.data.reference import REFERENCES, ReferenceSpec, coarsener_name
@@ -95,8 +96,8 @@ class Benchmark:
         """
         ratio = self.reference.sample_seconds / dt
         if abs(ratio - round(ratio)) > 1e-9 or round(ratio) < 1:
-            raise ValueError(f"a time step of {dt} s does not divide the sample spacing "
-                             f"({self.reference.sample_seconds} s) of {self.name}")
+            raise UserError(f"a time step of {dt} s does not divide the sample spacing "
+                            f"({self.reference.sample_seconds} s) of {self.name}")
         every = round(ratio)
         return dict(n_steps=(self.reference.n_samples - 1) * every, snapshot_every=every,
                     n_snapshots=self.reference.n_hires_snapshots)
@@ -114,12 +115,25 @@ class Benchmark:
 
     @classmethod
     def load(cls, path: str | pathlib.Path) -> "Benchmark":
+        """Read a benchmark written by ``save``; a file that is damaged or from another
+        qgzoo version is a ``UserError`` naming it."""
+        try:
+            return cls._read(path)
+        except UserError:
+            raise
+        except Exception as error:  # zipfile, zlib and numpy raise many types for bad bytes
+            raise UserError(f"{path} is not a readable benchmark ({type(error).__name__}: "
+                            f"{error}); delete it, or rebuild it with `qgzoo zoo benchmark "
+                            f"NAME`") from None
+
+    @classmethod
+    def _read(cls, path):
         with np.load(path) as arrays:
             meta = json.loads(str(arrays["meta"]))
             if meta.get("version") != RESULTS_VERSION:
-                raise ValueError(f"{path} was written by another qgzoo version "
-                                 f"({meta.get('version')}, this one reads {RESULTS_VERSION}); "
-                                 f"rebuild it with `qgzoo zoo benchmark {meta['name']}`")
+                raise UserError(f"{path} was written by another qgzoo version "
+                                f"({meta.get('version')}, this one reads {RESULTS_VERSION}); "
+                                f"rebuild it with `qgzoo zoo benchmark {meta['name']}`")
             return cls(name=meta["name"], reference=ReferenceSpec.model_validate(meta["reference"]),
                        coarsener=meta["coarsener"],
                        hires=Climate.from_arrays(arrays, "hires/"),
@@ -178,13 +192,14 @@ def load_benchmark(name: str, *, progress: bool = True) -> Benchmark:
     if shipped.exists():
         return Benchmark.load(shipped)
     if name not in REFERENCES:
-        raise KeyError(f"unknown reference {name!r}; presets: {sorted(REFERENCES)}")
+        raise UserError(f"unknown reference {name!r}; presets: {sorted(REFERENCES)}")
     reference = ReferenceSpec.model_validate(REFERENCES[name])
     coarsener = {"kind": "operator1"}
     key = files.content_hash(RESULTS_VERSION, store.store_key(reference))
     cached = files.cache_dir() / f"benchmark-{name}-{key}.npz"
-    if cached.exists():
-        return Benchmark.load(cached)
+    bench = files.read_cache(cached, Benchmark.load)
+    if bench is not None:
+        return bench
     full = reference.with_coarsener(validate_component("coarsener", coarsener))
     path = store.store_path(full)
     store.build_store(full, path, progress=progress)

@@ -10,8 +10,8 @@ only it. ``qgzoo.evaluation.report`` writes the leaderboard and report.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
-import json
 import math
 import pathlib
 
@@ -20,6 +20,7 @@ import numpy as np
 from qgzoo import zoo
 from qgzoo.components.networks import NoClosure
 from qgzoo.core import files, plugins
+from qgzoo.core.errors import UserError
 from qgzoo.core.schema import validate_component
 from qgzoo.evaluation import climate, report
 from qgzoo.evaluation.benchmark import Benchmark, load_benchmark
@@ -35,10 +36,25 @@ TRANSFER_BENCHMARK = "jet-128-32"
 
 # --- the parameterizations --------------------------------------------------------
 
-def entry_from_experiment(name: str, experiment: Experiment, source: str = "") -> Entry:
-    """An untrained entry: a network with constants only (a physical closure, none)."""
-    return Entry(name, trained.untrained(experiment, name),
-                 experiment.stepper.model_dump(mode="json"), source=source or "spec")
+def entry_from_experiment(name: str, experiment: Experiment | dict, source: str = "") -> Entry:
+    """An untrained entry: a network with constants only (a physical closure, none).
+
+    Only the parts a run needs are validated (``trained.Runnable``); errors name
+    ``source`` (a file), else the entry."""
+    runnable = trained.Runnable.from_spec(experiment, source or f"entry {name!r}")
+    return Entry(name, runnable.untrained(name), runnable.stepper.model_dump(mode="json"),
+                 source=source or "spec")
+
+
+def _entry_from_dict(item: dict, source: str = "") -> Entry:
+    """An entry from a network spec ``{"kind": ...}`` or an Experiment's JSON."""
+    if "kind" in item:
+        label = ", ".join(f"{k}={v}" for k, v in item.items() if k != "kind")
+        name = f"{item['kind']}({label})" if label else str(item["kind"])
+        return entry_from_experiment(name, {"network": item}, source)
+    network = item.get("network")
+    name = str(network.get("kind", "spec")) if isinstance(network, dict) else "spec"
+    return entry_from_experiment(name, item, source)
 
 
 def entry_from_folder(folder: str | pathlib.Path, name: str | None = None) -> Entry:
@@ -46,8 +62,8 @@ def entry_from_folder(folder: str | pathlib.Path, name: str | None = None) -> En
     folder = pathlib.Path(folder)
     name = name or folder.name
     parameterization = trained.load_parameterization(folder, name)
-    experiment = Experiment.from_file(folder / trained.EXPERIMENT)
-    return Entry(name, parameterization, experiment.stepper.model_dump(mode="json"),
+    stepper = trained.Runnable.from_folder(folder).stepper
+    return Entry(name, parameterization, stepper.model_dump(mode="json"),
                  tuple(trained.read_log(folder)), source=str(folder))
 
 
@@ -59,19 +75,15 @@ def resolve(item) -> Entry:
     - a JSON file: an Experiment, or a network spec ``{"kind": ..., ...}``;
     - a registered network kind (``"smagorinsky"``) with its default constants;
     - a dict: a network spec, or an Experiment; an ``Experiment``; an ``Entry``.
+
+    What cannot be resolved is a ``UserError`` that names the item and why.
     """
     if isinstance(item, Entry):
         return item
     if isinstance(item, Experiment):
         return entry_from_experiment(item.network.kind, item)
     if isinstance(item, dict):
-        if "kind" in item:
-            experiment = Experiment(network=item, loss={"kind": "state_mse"})
-            label = ", ".join(f"{k}={v}" for k, v in item.items() if k != "kind")
-            return entry_from_experiment(f"{item['kind']}({label})" if label else item["kind"],
-                                         experiment)
-        return entry_from_experiment(item.get("network", {}).get("kind", "spec"),
-                                     Experiment.model_validate(item))
+        return _entry_from_dict(item)
     item = str(item)
     if item in zoo.names():
         return entry_from_folder(zoo.folder(item), item)
@@ -79,13 +91,16 @@ def resolve(item) -> Entry:
     if path.is_dir():
         return entry_from_folder(path)
     if path.suffix == ".json" and path.is_file():
-        data = json.loads(path.read_text())
-        entry = resolve(data)
-        return dataclasses.replace(entry, name=path.stem, source=str(path))
-    if item in plugins.registry().kinds["network"]:
-        return resolve({"kind": item})
-    raise ValueError(f"{item!r} is neither a zoo entry ({', '.join(zoo.names()) or 'none'}), "
-                     f"a folder, a JSON file, nor a network kind")
+        data = files.read_json(path, "entry")
+        if not isinstance(data, dict):
+            raise UserError(f"{path} holds no spec (a JSON object)")
+        return dataclasses.replace(_entry_from_dict(data, str(path)), name=path.stem)
+    try:
+        plugins.registry().spec_class("network", item)
+    except plugins.UnknownKindError as error:
+        raise UserError(f"{item!r} is neither a zoo entry ({', '.join(zoo.names()) or 'none'}), "
+                        f"a folder nor a JSON file; as a network kind: {error}") from None
+    return resolve({"kind": item})
 
 
 # --- the comparison -------------------------------------------------------------
@@ -162,37 +177,40 @@ def compare(entries=None, benchmarks=(MAIN_BENCHMARK, TRANSFER_BENCHMARK), *,
     """Compare ``entries`` (see ``resolve``; default: every zoo entry) on ``benchmarks``.
 
     The first benchmark makes the leaderboard's main columns, the others add a
-    mean-similarity column each (transfer). With ``out`` the leaderboard, scores,
-    figures and a report are written there, and runs are cached in ``out/cache``
-    (without, in ``$QGZOO_CACHE/runs``); ``cache=False`` recomputes them.
+    mean-similarity column each (transfer). With ``out`` (locked while the
+    comparison runs) the leaderboard, scores, figures and a report are written
+    there, and runs are cached in ``out/cache`` (without, in
+    ``$QGZOO_CACHE/runs``); ``cache=False`` recomputes them and replaces what
+    the cache held.
     """
     resolved = [resolve(item) for item in (zoo.names() if entries is None else entries)]
     names = [e.name for e in resolved]
     duplicate = {n for n in names if names.count(n) > 1}
     if duplicate:
-        raise ValueError(f"entry names must be unique; repeated: {sorted(duplicate)}")
-    benches = [b if isinstance(b, Benchmark) else load_benchmark(b, progress=progress)
-               for b in benchmarks]
-    cache_dir = None
-    if cache:
+        raise UserError(f"entry names must be unique; repeated: {sorted(duplicate)}")
+    if out is not None and pathlib.Path(out).exists() and not pathlib.Path(out).is_dir():
+        raise UserError(f"{out} is a file, not a folder; choose another output folder")
+    with files.locked(out) if out is not None else contextlib.nullcontext():
+        benches = [b if isinstance(b, Benchmark) else load_benchmark(b, progress=progress)
+                   for b in benchmarks]
         cache_dir = pathlib.Path(out) / "cache" if out is not None else files.cache_dir() / "runs"
-    none = Entry(BASELINE, NoClosure(), {"kind": "ab3", "dt": benches[0].reference.dt})
-    results, baseline = {}, {}
-    for bench in benches:
-        for entry in [none, *resolved]:
+        none = Entry(BASELINE, NoClosure(), {"kind": "ab3", "dt": benches[0].reference.dt})
+        results, baseline = {}, {}
+        for bench in benches:
+            for entry in [none, *resolved]:
+                if progress:
+                    print(f"{bench.name}: {entry.name} ...", end=" ", flush=True)
+                result = cached_run(entry, bench, cache_dir, refresh=not cache)
+                results[entry.name, bench.name] = result
+                if progress:
+                    print(f"{result.stable}/{result.blowup_step.size} runs stable", flush=True)
+            baseline[bench.name] = results[BASELINE, bench.name]
+        ms_per_step = measure_costs([none, *resolved], benches[0])
+        comparison = Comparison(resolved, benches, results, baseline, ms_per_step)
+        if out is not None:
+            written = comparison.write(out, figures=figures)
             if progress:
-                print(f"{bench.name}: {entry.name} ...", end=" ", flush=True)
-            result = cached_run(entry, bench, cache_dir)
-            results[entry.name, bench.name] = result
-            if progress:
-                print(f"{result.stable}/{result.blowup_step.size} runs stable", flush=True)
-        baseline[bench.name] = results[BASELINE, bench.name]
-    ms_per_step = measure_costs([none, *resolved], benches[0])
-    comparison = Comparison(resolved, benches, results, baseline, ms_per_step)
-    if out is not None:
-        written = comparison.write(out, figures=figures)
-        if progress:
-            print(f"report: {written}")
+                print(f"report: {written}")
     return comparison
 
 

@@ -86,7 +86,8 @@ def _cell(key: str, row: dict) -> str:
         return f"{value:.2g}"
     if key == "ms_per_step":
         return f"{value:.3g}"
-    return f"{value:.2f}"
+    # A blown-up entry's offline R^2 can be -1e58: keep the column narrow.
+    return f"{value:.2f}" if abs(value) < 1e4 else f"{value:.1e}"
 
 
 def _strict(value):

@@ -124,13 +124,16 @@ def run_entry(entry: Entry, bench: Benchmark) -> Result:
                   run_seconds=time.perf_counter() - start)
 
 
-def cached_run(entry: Entry, bench: Benchmark, cache: pathlib.Path | None) -> Result:
-    """``run_entry``, read from or written to ``cache`` (a folder, None for no cache)."""
+def cached_run(entry: Entry, bench: Benchmark, cache: pathlib.Path | None, *,
+               refresh: bool = False) -> Result:
+    """``run_entry``, read from or written to ``cache`` (a folder, None for no cache);
+    ``refresh`` recomputes it and replaces what the cache held."""
     if cache is None:
         return run_entry(entry, bench)
     path = cache / bench.key / f"{entry.key}.npz"
-    if path.exists():
-        return Result.load(path)
+    result = None if refresh else files.read_cache(path, Result.load)
+    if result is not None:
+        return result
     result = run_entry(entry, bench)
     path.parent.mkdir(parents=True, exist_ok=True)
     result.save(path)

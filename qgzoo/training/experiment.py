@@ -6,9 +6,10 @@ import json
 import pathlib
 from typing import Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from qgzoo.core.schema import Component, json_schema
+from qgzoo.core import files
+from qgzoo.core.schema import Component, invalid_spec, json_schema
 from qgzoo.core.spec import FrozenSpec
 from qgzoo.data.reference import ReferenceSpec
 from qgzoo.training.optimizers import OptimizerSpec
@@ -72,6 +73,11 @@ class Experiment(FrozenSpec):
         if not self.loss.needs_rollout() and self.training.rollout_steps > 0:
             raise ValueError(f"training.rollout_steps: loss {self.loss.kind!r} never looks "
                              "at rollouts; set rollout_steps to 0 to train offline")
+        window = self.training.rollout_steps + 1
+        if window > self.reference.n_samples:
+            raise ValueError(f"training.rollout_steps: a window of {window} samples does not "
+                             f"fit in runs of reference.n_samples = {self.reference.n_samples}; "
+                             f"lower rollout_steps or sample more")
         if self.training.eval_every and not self.reference.n_val_runs:
             raise ValueError("training.eval_every: validation needs reference.n_val_runs >= 1")
         ratio = self.reference.sample_seconds / self.stepper.dt
@@ -88,8 +94,13 @@ class Experiment(FrozenSpec):
 
     @classmethod
     def from_file(cls, path: str | pathlib.Path) -> "Experiment":
-        """Load an experiment from a JSON file."""
-        return cls.model_validate(json.loads(pathlib.Path(path).read_text()))
+        """Load an experiment from a JSON file; a file that cannot be read or is not a
+        valid experiment is a ``UserError`` naming it and each bad field."""
+        data = files.read_json(path, "experiment")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as error:
+            raise invalid_spec(str(path), error) from None
 
     def to_json(self) -> str:
         return json.dumps(self.model_dump(mode="json"), indent=2)

@@ -3,7 +3,11 @@
 A folder holds ``experiment.json`` (the spec), ``parameterization.eqx``
 (weights and fitted scales; absent for a closure used with the constants of
 its spec), ``log.jsonl`` (one JSON record per update) and, while a training
-runs, ``checkpoint.eqx``. A zoo entry is such a folder in ``registry/``.
+runs, ``checkpoint.eqx``. The weights and the checkpoint have their SHA-256
+beside them (``NAME.sha256``). A zoo entry is such a folder in ``registry/``.
+
+A folder belongs to the experiment in its experiment.json: ``claim`` refuses
+to train another one into it unless told to overwrite.
 """
 
 from __future__ import annotations
@@ -11,20 +15,28 @@ from __future__ import annotations
 import dataclasses
 import json
 import pathlib
+import re
 
 import equinox as eqx
 import jax
+import numpy as np
+from pydantic import ValidationError
 
 from qgzoo.components.networks import AbstractParameterization, Scale
 from qgzoo.core import files
+from qgzoo.core.errors import UserError
 from qgzoo.core.fields import FieldStats
+from qgzoo.core.schema import Component, invalid_spec
+from qgzoo.core.spec import FrozenSpec, NetworkSpec
 from qgzoo.simulate.rollout import parameterized_model
-from qgzoo.training.experiment import Experiment
+from qgzoo.training.experiment import Experiment, TrainingSpec
 
 EXPERIMENT = "experiment.json"
 WEIGHTS = "parameterization.eqx"
 LOG = "log.jsonl"
 CHECKPOINT = "checkpoint.eqx"
+#: What a zoo entry's name may be: one path component, never ``..``.
+ENTRY_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 
 @dataclasses.dataclass
@@ -46,17 +58,54 @@ class Trained:
         folder = pathlib.Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         files.atomic_write_text(folder / EXPERIMENT, self.experiment.to_json())
-        files.atomic_write(folder / WEIGHTS,
-                           lambda tmp: eqx.tree_serialise_leaves(tmp, self.parameterization))
+        write_tree(folder / WEIGHTS, self.parameterization)
         return folder
 
 
+def write_tree(path: pathlib.Path, tree) -> pathlib.Path:
+    """Save the leaves of ``tree`` to ``path`` atomically, with their checksum beside them."""
+    return files.checked_write(path, lambda tmp: eqx.tree_serialise_leaves(tmp, tree))
+
+
+def read_tree(path: pathlib.Path, like):
+    """The tree saved at ``path`` by ``write_tree``, shaped as ``like``.
+
+    Bytes that do not match their checksum, a file that is truncated or was
+    written for another tree, and non-finite numbers are each a ``UserError``
+    naming the file.
+    """
+    files.verified(path)
+    try:
+        tree = eqx.tree_deserialise_leaves(path, like)
+    except Exception as error:  # numpy and equinox raise several types for bad bytes
+        raise UserError(f"{path} is truncated or does not hold this experiment's network "
+                        f"({type(error).__name__}); delete it and train again") from None
+    arrays = [leaf for leaf in jax.tree.leaves(tree) if eqx.is_array(leaf)]
+    if not all(np.isfinite(np.asarray(leaf)).all() for leaf in arrays):
+        raise UserError(f"{path} holds non-finite numbers (inf or NaN); delete it and "
+                        f"train again")
+    return tree
+
+
 def read_log(folder: str | pathlib.Path) -> list[dict]:
-    """The records of ``folder``'s log.jsonl, oldest first ([] if there is none)."""
+    """The records of ``folder``'s log.jsonl, oldest first ([] if there is none).
+
+    A torn last line (a process killed while writing it) is dropped; a bad line
+    elsewhere is a ``UserError`` naming the file and line.
+    """
     path = pathlib.Path(folder) / LOG
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines()]
+    lines = files.read_text(path, "training log").splitlines()
+    records = []
+    for number, line in enumerate(lines, 1):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if number < len(lines):
+                raise UserError(f"{path}, line {number}, is not a JSON record; fix or delete "
+                                f"the line") from None
+    return records
 
 
 def holds_experiment(folder: pathlib.Path) -> bool:
@@ -64,51 +113,135 @@ def holds_experiment(folder: pathlib.Path) -> bool:
     return (folder / EXPERIMENT).is_file()
 
 
-def skeleton(experiment: Experiment, seed: int = 0) -> AbstractParameterization:
-    """The experiment's network built on placeholder stats, weights drawn from ``seed``:
+def skeleton(network: NetworkSpec, target: str, seed: int = 0) -> AbstractParameterization:
+    """``network`` built on placeholder stats for ``target``, weights drawn from ``seed``:
     the tree that saved weights load into, or a closure with its spec's constants."""
-    return experiment.network.build(FieldStats.placeholder(), key=jax.random.key(seed),
-                                    target=experiment.training.forcing_target)
+    return network.build(FieldStats.placeholder(), key=jax.random.key(seed), target=target)
 
 
 def load(folder: str | pathlib.Path) -> Trained:
     """Load a parameterization saved by ``Trained.save`` (or by ``train``)."""
     folder = pathlib.Path(folder)
     experiment = Experiment.from_file(folder / EXPERIMENT)
-    parameterization = eqx.tree_deserialise_leaves(folder / WEIGHTS, skeleton(experiment))
+    parameterization = read_tree(folder / WEIGHTS, skeleton(experiment.network,
+                                                             experiment.training.forcing_target))
     return Trained(experiment, parameterization, read_log(folder))
 
 
-def untrained(experiment: Experiment, name: str) -> AbstractParameterization:
-    """The network of ``experiment`` with the constants of its spec (a physical closure, none).
+def claim(folder: pathlib.Path, experiment: Experiment, *, overwrite: bool = False) -> None:
+    """Make sure ``folder`` may hold the results of ``experiment``; touches nothing.
 
-    A network whose scales are fitted to data cannot be used untrained: ValueError.
+    A folder holding another experiment's results, or files but no experiment,
+    is refused (``UserError``) unless ``overwrite``; then ``clear`` empties it.
     """
-    parameterization = skeleton(experiment, experiment.training.seed)
-    fitted = any(isinstance(leaf, Scale) for leaf in
-                 jax.tree.leaves(parameterization, is_leaf=lambda x: isinstance(x, Scale)))
-    if fitted:
-        raise ValueError(f"{name}: network {experiment.network.kind!r} is fitted to data; "
-                         f"train it first (`qgzoo train`) and compare the trained folder")
-    return parameterization
+    if folder.exists() and not folder.is_dir():
+        raise UserError(f"{folder} is a file, not a folder; choose another output folder")
+    if overwrite or not folder.exists():
+        return
+    if holds_experiment(folder):
+        previous = files.read_json(folder / EXPERIMENT, "experiment")
+        changes = _differences(previous, experiment.model_dump(mode="json"))
+        if changes:
+            raise UserError(f"{folder} holds the results of a different experiment "
+                            f"({'; '.join(changes[:3])}); use another output folder, or "
+                            f"--overwrite (overwrite=True) to replace them")
+    elif any(folder.iterdir()):
+        raise UserError(f"{folder} is not empty and is not a trained folder (no {EXPERIMENT}); "
+                        f"use another output folder, or --overwrite (overwrite=True) to train "
+                        f"into it")
+
+
+def clear(folder: pathlib.Path) -> None:
+    """Delete the results a training writes in ``folder`` (and nothing else)."""
+    for name in (EXPERIMENT, WEIGHTS, LOG, CHECKPOINT):
+        files.remove(folder / name)
+
+
+def _differences(old, new, path: str = "") -> list[str]:
+    """``field.path: old -> new`` for each leaf where two JSON values differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        return [change for key in sorted(set(old) | set(new))
+                for change in _differences(old.get(key), new.get(key), f"{path}{key}.")]
+    return [] if old == new else [f"{path.rstrip('.')}: {json.dumps(old)} -> {json.dumps(new)}"]
+
+
+class Runnable(FrozenSpec):
+    """What running a folder's parameterization needs of its experiment.json, validated
+    alone (the other fields are ignored): a folder whose loss or coarsener kind is not
+    installed here still runs."""
+
+    network: Component("network") = Experiment.model_fields["network"].default
+    stepper: Component("stepper") = Experiment.model_fields["stepper"].default
+    training: TrainingSpec = TrainingSpec()
+
+    model_config = FrozenSpec.model_config | {"extra": "ignore", "validate_default": True}
+
+    @classmethod
+    def from_spec(cls, spec: Experiment | dict, subject: str) -> "Runnable":
+        """From an Experiment or its JSON (a dict); an invalid part is a ``UserError``
+        naming ``subject`` (a file, an entry) and the field."""
+        if isinstance(spec, Experiment):
+            return cls(network=spec.network, stepper=spec.stepper, training=spec.training)
+        if not isinstance(spec, dict):
+            raise UserError(f"{subject} is not an experiment (a JSON object)")
+        try:
+            return cls.model_validate(spec)
+        except ValidationError as error:
+            raise invalid_spec(subject, error) from None
+
+    @classmethod
+    def from_folder(cls, folder: pathlib.Path) -> "Runnable":
+        """Read ``folder``'s experiment.json (``from_spec``)."""
+        path = folder / EXPERIMENT
+        return cls.from_spec(files.read_json(path, "experiment"), str(path))
+
+    @property
+    def target(self) -> str:
+        return self.training.forcing_target
+
+    def untrained(self, name: str) -> AbstractParameterization:
+        """The network with the constants of its spec (a physical closure, none).
+
+        A network whose scales are fitted to data cannot be used untrained: UserError.
+        """
+        parameterization = skeleton(self.network, self.target, self.training.seed)
+        fitted = any(isinstance(leaf, Scale) for leaf in
+                     jax.tree.leaves(parameterization, is_leaf=lambda x: isinstance(x, Scale)))
+        if fitted:
+            raise UserError(f"{name}: network {self.network.kind!r} is fitted to data; "
+                            f"train it first (`qgzoo train`) and compare the trained folder")
+        return parameterization
 
 
 def load_parameterization(folder: str | pathlib.Path,
                           name: str | None = None) -> AbstractParameterization:
     """The parameterization of a trained folder, or of one holding only experiment.json
-    (``untrained``; ``name`` for its errors, default the folder's)."""
+    (``Runnable.untrained``; ``name`` for its errors, default the folder's)."""
     folder = pathlib.Path(folder)
     if not holds_experiment(folder):
-        raise FileNotFoundError(f"{folder} has no {EXPERIMENT}")
+        raise UserError(f"{folder} has no {EXPERIMENT}: not a trained folder")
+    runnable = Runnable.from_folder(folder)
     if (folder / WEIGHTS).exists():
-        return load(folder).parameterization
-    return untrained(Experiment.from_file(folder / EXPERIMENT), name or folder.name)
+        return read_tree(folder / WEIGHTS, skeleton(runnable.network, runnable.target))
+    return runnable.untrained(name or folder.name)
 
 
 def find(name: str) -> pathlib.Path:
     """The folder ``name`` stands for: a zoo entry's (``registry/NAME``), else the path itself."""
-    entry = files.registry_dir() / name
-    return entry if holds_experiment(entry) else pathlib.Path(name)
+    entry = entry_folder(name)
+    return entry if entry is not None else pathlib.Path(name)
+
+
+def entry_folder(name: str) -> pathlib.Path | None:
+    """The folder of zoo entry ``name``, or None if ``name`` is not an entry's name.
+
+    A name is a single path component of letters, digits, ``.``, ``_`` and ``-``,
+    so that no name reaches outside the zoo's folder.
+    """
+    if not ENTRY_NAME.fullmatch(name):
+        return None
+    folder = files.registry_dir() / name
+    return folder if holds_experiment(folder) else None
 
 
 def initial_weights(experiment: Experiment) -> AbstractParameterization:
@@ -116,10 +249,10 @@ def initial_weights(experiment: Experiment) -> AbstractParameterization:
     name = experiment.training.init_from
     folder = find(name)
     if not (folder / WEIGHTS).exists():
-        raise FileNotFoundError(f"training.init_from: {name!r} is neither a zoo entry nor a "
-                                f"folder with a trained parameterization")
+        raise UserError(f"training.init_from: {name!r} is neither a zoo entry nor a "
+                        f"folder with a trained parameterization")
     start = load(folder)
     if start.experiment.network != experiment.network:
-        raise ValueError(f"training.init_from: {name!r} has network {start.experiment.network}, "
-                         f"this experiment {experiment.network}")
+        raise UserError(f"training.init_from: {name!r} has network {start.experiment.network}, "
+                        f"this experiment {experiment.network}")
     return start.parameterization

@@ -2,8 +2,9 @@
 
 Each update draws ``batch_size`` windows of T + 1 consecutive training samples
 (deterministically from the seed and the update number), scores them with the
-loss (vmapped over the batch) and applies the optimizer. An update whose loss
-or gradient is not finite is skipped and counted. With an output folder,
+loss (vmapped over the batch) and applies the optimizer. An update whose loss,
+gradient or new parameters are not finite is skipped and counted. With an
+output folder (claimed by the experiment and locked while training),
 checkpoints are written atomically and ``train`` resumes from the last one.
 """
 
@@ -23,12 +24,15 @@ from tqdm.auto import tqdm
 
 from qgzoo.components.networks import AbstractParameterization, trainable
 from qgzoo.core import files
+from qgzoo.core.errors import UserError
 from qgzoo.core.fields import FieldStats
 from qgzoo.data.reference import ReferenceData
 from qgzoo.data.store import load_reference
 from qgzoo.simulate.rollout import parameterized_model, rollout_loss
 from qgzoo.training.experiment import Experiment, TrainingSpec
-from qgzoo.training.trained import CHECKPOINT, EXPERIMENT, LOG, Trained, initial_weights, read_log
+from qgzoo.training.trained import (
+    CHECKPOINT, EXPERIMENT, LOG, Trained, claim, clear, initial_weights, read_log, read_tree,
+    write_tree)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -100,7 +104,7 @@ def draw_windows(data: ReferenceData, n_windows: int, length: int,
     """(run, start) index arrays of ``n_windows`` windows of ``length`` samples."""
     n_runs, n_samples = data.fields["q"].shape[:2]
     if length > n_samples:
-        raise ValueError(f"a window of {length} samples does not fit in runs of "
+        raise UserError(f"a window of {length} samples does not fit in runs of "
                          f"{n_samples} samples; lower rollout_steps or sample more")
     return rng.integers(n_runs, size=n_windows), rng.integers(n_samples - length + 1, size=n_windows)
 
@@ -116,14 +120,15 @@ def read_batch(data: ReferenceData, runs, starts, length: int, dtype,
 
 def make_update(setup: Setup, optimizer: optax.GradientTransformation):
     """One jitted optimizer update: ``(params, static, opt_state, q, forcing)`` ->
-    ``(params, opt_state, loss, finite)``; a non-finite loss or gradient changes nothing."""
+    ``(params, opt_state, loss, finite)``; an update with a non-finite loss, gradient or
+    result (an overflow of the weights) changes nothing."""
     @eqx.filter_jit
     def update(params, static, opt_state, q_batch, forcing_batch):
         loss, grads = jax.value_and_grad(setup.batch_loss)(params, static, q_batch, forcing_batch)
         updates, new_opt_state = optimizer.update(grads, opt_state, params)
         new_params = optax.apply_updates(params, updates)
         finite = jnp.isfinite(loss) & jnp.all(jnp.stack(
-            [jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+            [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves((grads, new_params))]))
         keep = lambda new, old: jnp.where(finite, new, old)  # noqa: E731
         return (jax.tree.map(keep, new_params, params),
                 jax.tree.map(keep, new_opt_state, opt_state), loss, finite)
@@ -131,7 +136,7 @@ def make_update(setup: Setup, optimizer: optax.GradientTransformation):
 
 
 def resume(out: pathlib.Path, experiment: Experiment, params, opt_state):
-    """Prepare ``out`` for ``experiment``: restore its checkpoint and log, if any.
+    """Prepare ``out`` (claimed by ``experiment``): restore its checkpoint and log, if any.
 
     Returns ``(params, opt_state, step, skipped, history)``: as saved after the
     last checkpointed update, or as given (step 0) without a checkpoint. Log
@@ -140,12 +145,8 @@ def resume(out: pathlib.Path, experiment: Experiment, params, opt_state):
     out.mkdir(parents=True, exist_ok=True)
     step, skipped = 0, 0
     if (out / CHECKPOINT).exists():
-        previous = Experiment.from_file(out / EXPERIMENT)
-        if previous != experiment:
-            raise ValueError(f"{out} holds a checkpoint of a different experiment; "
-                             "use another output folder or delete it")
         template = (params, opt_state, jnp.array(0), jnp.array(0))
-        params, opt_state, step, skipped = eqx.tree_deserialise_leaves(out / CHECKPOINT, template)
+        params, opt_state, step, skipped = read_tree(out / CHECKPOINT, template)
         step, skipped = int(step), int(skipped)
     history = [h for h in read_log(out) if h["step"] < step]
     if (out / LOG).exists():
@@ -159,20 +160,34 @@ def validation_batch(data: ReferenceData, n_windows: int, length: int, seed: int
     """The fixed windows of the validation runs the validation loss scores, all along."""
     validation = data.split("validation")
     if not validation.n_runs:
-        raise ValueError("training.eval_every needs data with validation runs")
+        raise UserError("training.eval_every needs data with validation runs")
     windows = draw_windows(validation, n_windows, length, np.random.default_rng([seed]))
     return read_batch(validation, *windows, length, dtype, forcing)
 
 
 def train(experiment: Experiment | dict, out: str | pathlib.Path | None = None, *,
           data: ReferenceData | None = None, progress: bool = True,
-          stop_after: int | None = None) -> Trained:
+          stop_after: int | None = None, overwrite: bool = False) -> Trained:
     """Train ``experiment``; with ``out``, log, checkpoint, resume and save there.
 
-    ``data`` overrides the generated reference; ``stop_after`` ends the run after
-    that many updates in total (as if interrupted), leaving the checkpoint behind.
+    ``out`` holding another experiment's results is refused unless ``overwrite``
+    (which deletes them first), and is locked while training. ``data`` overrides
+    the generated reference; ``stop_after`` ends the run after that many updates
+    in total (as if interrupted), leaving the checkpoint behind.
     """
     experiment = Experiment.model_validate(experiment)
+    if out is None:
+        return _train(experiment, None, data, progress, stop_after)
+    out = pathlib.Path(out)
+    claim(out, experiment, overwrite=overwrite)
+    with files.locked(out):
+        if overwrite and out.is_dir():
+            clear(out)
+        return _train(experiment, out, data, progress, stop_after)
+
+
+def _train(experiment: Experiment, out: pathlib.Path | None, data: ReferenceData | None,
+           progress: bool, stop_after: int | None) -> Trained:
     cfg = experiment.training
     if data is None:
         data = load_reference(experiment.reference, experiment.coarsener, progress=progress)
@@ -182,7 +197,6 @@ def train(experiment: Experiment | dict, out: str | pathlib.Path | None = None, 
     params, static = eqx.partition(setup.parameterization, trainable(setup.parameterization))
     opt_state = optimizer.init(params)
     step, skipped, history = 0, 0, []
-    out = pathlib.Path(out) if out is not None else None
     if out is not None:
         params, opt_state, step, skipped, history = resume(out, experiment, params, opt_state)
     dtype = setup.lores.filtr.dtype
@@ -258,8 +272,7 @@ class _Loop:
         every = self.cfg.checkpoint_every
         if every and (done % every == 0 or done == end):
             state = (params, opt_state, jnp.array(done), jnp.array(self.skipped))
-            files.atomic_write(self.out / CHECKPOINT,
-                               lambda tmp: eqx.tree_serialise_leaves(tmp, state))
+            write_tree(self.out / CHECKPOINT, state)
 
 
 def _postfix(record: dict) -> dict:
