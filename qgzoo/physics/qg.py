@@ -27,9 +27,11 @@ def make_model(physics: dict[str, float], nx: int, precision: str = "double") ->
 
 
 def state_from_q(model: QGModel, q: jax.Array) -> PseudoSpectralState:
-    """The model state holding the real field ``q`` (nz, ny, nx), in 1/s."""
+    """The model state holding the real field ``q`` (nz, ny, nx), in 1/s, cast to the
+    model's precision (a single-precision model's data may be stored in float64)."""
     # The random initial condition is discarded (and traced away under jit).
-    return model.create_initial_state(jax.random.key(0)).update(q=q)
+    initial = model.create_initial_state(jax.random.key(0))
+    return initial.update(q=jnp.asarray(q, initial.q.dtype))
 
 
 def _irfft(model, fh):
