@@ -11,10 +11,17 @@ one group per coarsener with q, u, v (low-res), q_forcing_total and
 q_subgrid_forcing, dims ``run, time, lev, y, x``; a group ``hires`` with the
 high-res q of the last samples and per-sample kinetic energy and CFL number.
 The store's attributes hold the spec, the qgzoo version and the sanity checks.
+
+Every chunk carries a CRC-32C and a complete store holds the size and SHA-256
+of its files (``qgzoo.data.checksums``): opening a store checks that its files
+are all there with their sizes, a damaged chunk fails when read, and
+``verify_store`` compares every byte. Each fault is a ``StoreError`` that
+names the file and says how to rebuild.
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import pathlib
 import shutil
@@ -25,13 +32,17 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import zarr
+from pydantic import ValidationError
 from pyqg_jax.steppers import AB3Stepper, SteppedModel
 from tqdm.auto import tqdm
 
 from qgzoo.core import files
+from qgzoo.core.errors import UserError
 from qgzoo.core.fields import FIELDS, LONG_NAMES, UNITS
 from qgzoo.core.plugins import distribution_version
+from qgzoo.core.schema import validation_messages
 from qgzoo.core.spec import CoarsenerSpec
+from qgzoo.data import checksums
 from qgzoo.data.reference import ReferenceData, ReferenceSpec, coarsener_name
 from qgzoo.physics import qg
 
@@ -40,10 +51,22 @@ DATA_VERSION = 2
 SPINUP_CHUNK = 1000  # high-res steps per spin-up chunk
 SAMPLE_CHUNK_BYTES = 64 * 2**20  # target size of one chunk's low-res output
 KE_TREND_LIMIT = 0.25  # |trend over the kept period| / mean kinetic energy
+#: zarr's default compression, then a CRC-32C of the compressed bytes, so that
+#: damaged bytes fail to decode rather than decode to wrong numbers.
+COMPRESSORS = (zarr.codecs.ZstdCodec(level=0), zarr.codecs.Crc32cCodec())
+#: Problems named in one error message; the error's ``problems`` holds them all.
+MAX_PROBLEMS_SHOWN = 50
 
 
-class StoreError(RuntimeError):
-    """A store that does not match its spec, or is incomplete."""
+class StoreError(UserError):
+    """A store that does not match its spec, is incomplete, damaged, or not a store.
+
+    ``problems`` lists every fault found, each naming a file inside the store.
+    """
+
+    def __init__(self, message: str, problems: list[str] = ()):
+        super().__init__(message)
+        self.problems = list(problems)
 
 
 def store_key(spec: ReferenceSpec) -> str:
@@ -127,7 +150,7 @@ def _create(root: zarr.Group, spec: ReferenceSpec):
                                     ("x", xs, "m"), ("y", xs, "m"),
                                     ("run", np.arange(runs), "")]:
             array = group.create_array(name, shape=values.shape, dtype=values.dtype,
-                                       dimension_names=[name])
+                                       dimension_names=[name], compressors=COMPRESSORS)
             array[:] = values
             array.attrs["units"] = units
 
@@ -138,7 +161,8 @@ def _create(root: zarr.Group, spec: ReferenceSpec):
         for name in FIELDS:
             array = group.create_array(name, shape=(runs, spec.n_samples, 2, n, n),
                                        chunks=(1, time_chunk, 2, n, n), dtype="f8",
-                                       fill_value=np.nan, dimension_names=dims)
+                                       fill_value=np.nan, dimension_names=dims,
+                                       compressors=COMPRESSORS)
             array.attrs.update(units=UNITS[name], long_name=LONG_NAMES[name])
     hires = root.create_group("hires")
     big = spec.hires_nx
@@ -146,16 +170,19 @@ def _create(root: zarr.Group, spec: ReferenceSpec):
         coordinates(hires, big, time[spec.n_samples - spec.n_hires_snapshots:], "snapshot")
         array = hires.create_array("q", shape=(runs, spec.n_hires_snapshots, 2, big, big),
                                    chunks=(1, 1, 2, big, big), dtype="f8", fill_value=np.nan,
-                                   dimension_names=["run", "snapshot", "lev", "y", "x"])
+                                   dimension_names=["run", "snapshot", "lev", "y", "x"],
+                                   compressors=COMPRESSORS)
         array.attrs.update(units="s^-1", long_name="high-resolution potential vorticity")
     ke = hires.create_array("ke", shape=(runs, spec.n_samples, 2), dtype="f8",
-                            fill_value=np.nan, dimension_names=["run", "time", "lev"])
+                            fill_value=np.nan, dimension_names=["run", "time", "lev"],
+                            compressors=COMPRESSORS)
     ke.attrs.update(units="m^2 s^-2", long_name="high-resolution mean kinetic energy")
     cfl = hires.create_array("cfl", shape=(runs, spec.n_samples), dtype="f8",
-                             fill_value=np.nan, dimension_names=["run", "time"])
+                             fill_value=np.nan, dimension_names=["run", "time"],
+                             compressors=COMPRESSORS)
     cfl.attrs.update(units="", long_name="high-resolution CFL number")
     time_array = hires.create_array("time", shape=time.shape, dtype=time.dtype,
-                                    dimension_names=["time"])
+                                    dimension_names=["time"], compressors=COMPRESSORS)
     time_array[:] = time
     root.attrs.update(qgzoo_spec=spec.model_dump(mode="json"),
                       qgzoo_version=distribution_version("qgzoo") or "dev",
@@ -170,14 +197,23 @@ def build_store(spec: ReferenceSpec, path: str | pathlib.Path, *, progress: bool
                 stop_after_chunks: int | None = None) -> pathlib.Path:
     """Build (or resume building) the store of ``spec`` at ``path``; returns the path.
 
+    The build holds the store's lock: a second process building the same
+    store waits for the first (saying so on stderr), then finds it complete.
     ``stop_after_chunks`` stops early, as if interrupted (for tests).
     """
     if not spec.coarseners:
         raise ValueError("a reference store needs at least one coarsener in spec.coarseners")
     path = pathlib.Path(path)
-    root = _open_for_writing(spec, path)
-    if root.attrs.get("complete"):
-        return path
+    with files.locked(path, wait=True):
+        root = _open_for_writing(spec, path)
+        if not root.attrs.get("complete"):
+            _fill(root, spec, path, progress, stop_after_chunks)
+    return path
+
+
+def _fill(root: zarr.Group, spec: ReferenceSpec, path: pathlib.Path, progress: bool,
+          stop_after_chunks: int | None) -> None:
+    """Run the chunks of the plan not done yet, then record the checksums and checks."""
     plan = _plan(spec)
     builder = _Builder(spec)
     # The resume file holds the state after the last complete chunk and that
@@ -195,7 +231,7 @@ def build_store(spec: ReferenceSpec, path: str | pathlib.Path, *, progress: bool
     try:
         for index in range(done, len(plan)):
             if stop_after_chunks is not None and index >= stop_after_chunks:
-                return path
+                return
             kind, n = plan[index]
             if kind == "spinup":
                 state = builder.advance(state, n)
@@ -209,20 +245,21 @@ def build_store(spec: ReferenceSpec, path: str | pathlib.Path, *, progress: bool
             bar.update(_chunk_steps(spec, plan[index]))
     finally:
         bar.close()
+    # The manifest before ``complete``: a build killed between the two leaves an
+    # incomplete store, whose resumption writes the manifest again.
+    checksums.write_manifest(path, files.content_hash(root.attrs["qgzoo_spec"]))
     checks = sanity_checks(root)
-    root.attrs.update(checks=checks, complete=True)
+    root.attrs.update(checks=checks, complete=True, checksums=checksums.MANIFEST)
     _resume_path(path).unlink(missing_ok=True)
     for message in checks["warnings"]:
-        warnings.warn(f"{path}: {message}", stacklevel=2)
-    return path
+        warnings.warn(f"{path}: {message}", stacklevel=3)
 
 
 def _open_for_writing(spec: ReferenceSpec, path: pathlib.Path) -> zarr.Group:
     """The store of ``spec`` at ``path``, created (all at once) if there is none."""
     if path.exists():
-        root = zarr.open_group(path, mode="r+")
-        _check_spec(root, spec, path)
-        return root
+        _check_spec(_open_store(path)[0], spec, path)
+        return zarr.open_group(path, mode="r+")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".creating")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -278,44 +315,113 @@ def sanity_checks(root: zarr.Group) -> dict:
 
 def _check_spec(root, spec, path):
     stored = root.attrs.get("qgzoo_spec")
-    if stored is None:
-        raise StoreError(f"{path} is not a qgzoo reference store (no qgzoo_spec attribute)")
     if stored != spec.model_dump(mode="json") or root.attrs.get("data_version") != DATA_VERSION:
         raise StoreError(f"{path} was built from a different spec or qgzoo data version; "
                          "use another path or delete it")
 
 
-def open_reference(path: str | pathlib.Path, coarsener: CoarsenerSpec | None = None,
-                   spec: ReferenceSpec | None = None) -> ReferenceData:
-    """The data of one coarsener (default: the first) from a complete qgzoo store."""
-    path = pathlib.Path(path)
+def _open_store(path: pathlib.Path) -> tuple[zarr.Group, ReferenceSpec]:
+    """The root group and spec of the qgzoo store at ``path``; a StoreError if it is none."""
     if not path.exists():
         raise StoreError(f"no reference store at {path}")
-    root = zarr.open_group(path, mode="r")
-    stored = ReferenceSpec.model_validate(root.attrs["qgzoo_spec"])
+    if not path.is_dir():
+        raise StoreError(f"{path} is a file, not a reference store (a folder written by "
+                         f"`qgzoo data build`)")
+    try:
+        root = zarr.open_group(path, mode="r")
+    except Exception as error:  # zarr's errors for missing or bad metadata vary by version
+        if not (path / "zarr.json").exists():
+            raise StoreError(f"{path} is not a reference store: it has no zarr.json (stores "
+                             f"are folders written by `qgzoo data build`)") from None
+        raise StoreError(f"{path}/zarr.json cannot be read as a zarr group ({error}); if "
+                         f"this was a qgzoo store, delete it and build it again with "
+                         f"`qgzoo data build`") from None
+    if "qgzoo_spec" not in root.attrs:
+        raise StoreError(f"{path} is not a qgzoo reference store (no qgzoo_spec attribute)")
+    try:
+        return root, ReferenceSpec.model_validate(root.attrs["qgzoo_spec"])
+    except ValidationError as error:
+        raise StoreError(f"{path}: the spec in its zarr.json (qgzoo_spec) is not valid here: "
+                         f"{validation_messages(error)[0]}; a plugin it needs may be "
+                         f"missing") from None
+
+
+def _damaged(path: pathlib.Path, spec: ReferenceSpec, problems: list[str]) -> StoreError:
+    """The error for a store whose files are missing or wrong: each problem, then the fix."""
+    shown = problems[:MAX_PROBLEMS_SHOWN]
+    if len(problems) > len(shown):
+        shown.append(f"and {len(problems) - len(shown)} more")
+    cached = path.resolve() == store_path(spec).resolve()
+    build = "`qgzoo data build SPEC`" if cached else f"`qgzoo data build SPEC --out {path}`"
+    return StoreError(f"{path} is damaged: {'; '.join(shown)}; delete the store and rebuild "
+                      f"it with {build}, SPEC being a JSON file of the spec it was built from "
+                      f"(qgzoo_spec in its zarr.json)", problems)
+
+
+def _check_files(path: pathlib.Path, root: zarr.Group, spec: ReferenceSpec) -> dict | None:
+    """``checksums.file_problems`` as a StoreError; returns the manifest (None: it has none)."""
+    manifest, problems = checksums.file_problems(path, root, spec)
+    if problems:
+        raise _damaged(path, spec, problems)
+    return manifest
+
+
+def open_reference(path: str | pathlib.Path, coarsener: CoarsenerSpec | None = None,
+                   spec: ReferenceSpec | None = None) -> ReferenceData:
+    """The data of one coarsener (default: the first) from a complete qgzoo store.
+
+    The store's files must all be there with the sizes recorded at build time
+    (a cheap check: no file is read); a chunk found damaged when read later is
+    a StoreError naming its file.
+    """
+    path = pathlib.Path(path)
+    root, stored = _open_store(path)
     if spec is not None:
         _check_spec(root, spec, path)
     if not root.attrs.get("complete"):
         raise StoreError(f"{path} is incomplete (its build was interrupted); run "
                          "`qgzoo data build` on the same spec and path to resume it")
     coarsener = coarsener or stored.coarseners[0]
-    name = coarsener_name(coarsener)
-    if name not in root:
-        raise StoreError(f"{path} has no data for coarsener {name!r}; it has "
-                         f"{[coarsener_name(c) for c in stored.coarseners]}")
-    return ReferenceData({f: root[f"{name}/{f}"] for f in FIELDS},
-                         stored.n_test_runs, stored.n_val_runs)
+    name, names = coarsener_name(coarsener), [coarsener_name(c) for c in stored.coarseners]
+    if name not in names:
+        raise StoreError(f"{path} has no data for coarsener {name!r}; it has {names}")
+    _check_files(path, root, stored)
+    fail = functools.partial(_damaged, path, stored)
+    return ReferenceData({f: checksums.CheckedArray(root[f"{name}/{f}"], path, fail)
+                          for f in FIELDS}, stored.n_test_runs, stored.n_val_runs)
 
 
-def describe_store(path: str | pathlib.Path) -> str:
-    """A readable summary of a store: spec, size, splits, checks, training-split RMS."""
+def verify_store(path: str | pathlib.Path) -> int | None:
+    """Compare every file of the complete store at ``path`` with the size (bytes) and
+    SHA-256 recorded when it was built; the number of files compared, or None for a
+    store built before qgzoo recorded checksums.
+
+    A StoreError lists every file that is missing, changed, or not written by the build.
+    """
     path = pathlib.Path(path)
-    if not path.exists():
-        raise StoreError(f"no reference store at {path}")
-    root = zarr.open_group(path, mode="r")
-    if "qgzoo_spec" not in root.attrs:
-        raise StoreError(f"{path} is not a qgzoo reference store (no qgzoo_spec attribute)")
-    spec = ReferenceSpec.model_validate(root.attrs["qgzoo_spec"])
+    root, spec = _open_store(path)
+    if not root.attrs.get("complete"):
+        raise StoreError(f"{path} is incomplete, so it has no checksums yet; run "
+                         "`qgzoo data build` on the same spec and path to finish it")
+    manifest = _check_files(path, root, spec)
+    if manifest is None:
+        return None
+    problems = checksums.hash_problems(path, manifest)
+    if problems:
+        raise _damaged(path, spec, problems)
+    return len(manifest["files"])
+
+
+def describe_store(path: str | pathlib.Path, *, verify: bool = False) -> str:
+    """A readable summary of a store: spec, size, splits, checks, training-split RMS.
+
+    The checks are made now on what the store holds: its files and arrays,
+    finite values in every split, CFL number, kinetic-energy trend. A fault is
+    a StoreError naming the file. ``verify`` also compares every file with its
+    SHA-256 (``verify_store``).
+    """
+    path = pathlib.Path(path)
+    root, spec = _open_store(path)
     size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
     lines = [f"store    {path} ({size / 2**20:.1f} MiB, qgzoo {root.attrs.get('qgzoo_version')},"
              f" data version {root.attrs.get('data_version')})",
@@ -328,7 +434,17 @@ def describe_store(path: str | pathlib.Path) -> str:
              f"{spec.spinup_steps * spec.dt / 86400 / 360:.2f} years of spin-up"]
     if not root.attrs.get("complete"):
         return "\n".join(lines)
-    checks = root.attrs["checks"]
+    manifest = _check_files(path, root, spec)
+    if verify:
+        verify_store(path)
+    lines.append("checksums none: built before qgzoo recorded them (rebuild to have them)"
+                 if manifest is None else f"checksums {len(manifest['files'])} files, " + (
+                     "each matching its SHA-256" if verify else
+                     "each of its recorded size (--verify compares their SHA-256)"))
+    problems = checksums.value_problems(path, root, spec)
+    if problems:
+        raise _damaged(path, spec, problems)
+    checks = sanity_checks(root)
     lines.append(f"checks   max CFL {checks['max_cfl']:.3f}; kinetic-energy trend over the kept "
                  f"period {max(checks['ke_trend']):.1%} of its mean (max over runs); "
                  f"{'finite' if checks['finite'] else 'NON-FINITE'}")

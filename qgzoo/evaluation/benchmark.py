@@ -22,7 +22,7 @@ from qgzoo.core import files
 from qgzoo.core.errors import UserError
 from qgzoo.core.schema import validate_component
 from qgzoo.data import store
-from qgzoo.data.reference import REFERENCES, ReferenceSpec, coarsener_name
+from qgzoo.data.reference import REFERENCES, ReferenceSpec
 from qgzoo.evaluation import metrics
 from qgzoo.evaluation.climate import Climate
 from qgzoo.physics import budget
@@ -144,9 +144,11 @@ class Benchmark:
     @classmethod
     def from_store(cls, name: str, reference: ReferenceSpec, coarsener: dict,
                    path: str | pathlib.Path, *, progress: bool = True) -> "Benchmark":
-        """Derive the benchmark from the reference store at ``path``."""
+        """Derive the benchmark from the reference store at ``path`` (checked as training
+        reads it: ``store.open_reference``)."""
+        coarse = store.open_reference(path, validate_component("coarsener", coarsener),
+                                      reference).fields
         root = zarr.open_group(path, mode="r")
-        coarse = root[coarsener_name(validate_component("coarsener", coarsener))]
         test = reference.split_runs()["test"]
         stop = test.stop
         samples = np.linspace(0, reference.n_samples - 1, OFFLINE_SAMPLES_PER_RUN).astype(int)
