@@ -514,3 +514,27 @@ def test_environment_variable_selects_plugins(two_fake_plugins, monkeypatch, mak
 def test_the_suite_runs_with_builtins_only(make_current):
     make_current(None)  # reload as a fresh process would, from the environment
     assert {r.plugin for r in plugins.registry().registrations()} == {"builtin"}
+
+
+def test_a_plugin_that_exits_at_import_is_a_problem_and_the_rest_load(fake_entry_points,
+                                                                      monkeypatch, tmp_path):
+    (tmp_path / "qgzoo_fake_exiting_plugin.py").write_text("import sys\nsys.exit(3)\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    good = types.ModuleType("qgzoo_fake_good_plugin")
+    good.register_components = qgzoo.hookimpl(lambda register: register(HuberSpec))
+    monkeypatch.setitem(sys.modules, "qgzoo_fake_good_plugin", good)
+    fake_entry_points(entry_point("exiting", "qgzoo_fake_exiting_plugin"),
+                      entry_point("good", "qgzoo_fake_good_plugin"))
+    registry = plugins.load_registry()
+    problem, = registry.problems
+    assert problem.plugin == "exiting" and "SystemExit(3)" in problem.message
+    assert "test_huber" in registry.kinds["loss"]
+
+
+def test_selecting_a_plugin_that_is_not_installed_is_a_problem(two_fake_plugins):
+    registry = plugins.load_registry(only=["good", "doesnotexist"])
+    problem, = registry.problems
+    assert problem.plugin == "doesnotexist"
+    assert problem.message == ("QGZOO_PLUGINS names 'doesnotexist', but no installed plugin "
+                               "has that entry-point name; installed: broken, good")
+    assert {r.plugin for r in registry.registrations()} == {"builtin", "good"}
