@@ -20,7 +20,7 @@ import qgzoo
 from qgzoo.app import cli
 from qgzoo.core import files, plugins
 from qgzoo.data.reference import SMALL_REFERENCE
-from qgzoo.evaluation import report, results
+from qgzoo.evaluation import comparison as comparing, report, results
 from qgzoo.evaluation.benchmark import Benchmark
 from qgzoo.training import trained
 
@@ -105,18 +105,17 @@ def test_an_output_that_is_a_file_is_refused_by_train_and_compare(tmp_path, caps
     assert target.read_text() == "keep me"
 
 
-def test_a_read_only_output_folder_is_named(cached_data, tmp_path, capsys):
-    if os.geteuid() == 0:
-        pytest.skip("root writes into read-only folders")
-    out = tmp_path / "locked"
-    out.mkdir()
-    out.chmod(0o500)
-    try:
-        status, _, err = run(capsys, "train", str(write_spec(tmp_path / "a.json")),
-                             "--out", str(out / "run"))
-    finally:
-        out.chmod(0o700)
-    assert status == 2 and "Permission denied" in one_error(err)
+def test_an_output_folder_that_cannot_be_made_is_named(cached_data, tmp_path, capsys):
+    """A file where a parent folder should be is named (a read-only folder takes the
+    operating system's refusal, one line too, but root may write anywhere)."""
+    blocker = tmp_path / "blocker"
+    blocker.write_text("keep me")
+    status, _, err = run(capsys, "train", str(write_spec(tmp_path / "a.json")),
+                         "--out", str(blocker / "run"), "--no-progress")
+    assert status == 2
+    assert one_error(err) == (f"error: cannot use {blocker / 'run'}: {blocker} is a file, not "
+                              f"a folder\n")
+    assert blocker.read_text() == "keep me"
 
 
 def test_a_second_process_on_one_folder_is_told_who_holds_it(cached_data, tmp_path, capsys):
@@ -278,6 +277,35 @@ def test_zoo_build_checks_every_name_before_touching_any_entry(tmp_path, monkeyp
     status, _, err = run(capsys, "zoo", "build", "real", "missing")
     assert status == 2 and "no zoo entry 'missing'; entries: real" in one_error(err)
     assert snapshot(registry) == before
+
+
+def test_compare_says_why_a_name_is_not_a_network_kind(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv(files.ENV_REGISTRY, str(tmp_path / "registry"))
+    status, _, err = run(capsys, "compare", "smagorinsky", "--out", str(tmp_path / "out"))
+    assert status == 2
+    assert one_error(err).startswith(
+        "error: 'smagorinsky' is neither a zoo entry (none), a folder nor a JSON file; as a "
+        "network kind: unknown network kind 'smagorinsky'; installed kinds: ")
+    assert not (tmp_path / "out").exists()
+
+
+def test_an_entry_is_compared_without_the_plugins_of_its_training_loss(tmp_path):
+    """Compare runs the network and the stepper: a loss kind not installed here (the
+    plugin it was trained with) does not stop it, while a bad network is named."""
+    folder = tmp_path / "entry"
+    folder.mkdir()
+    experiment = spec()
+    experiment["network"] = {"kind": "none"}
+    experiment["loss"] = {"kind": "not_installed_loss"}
+    (folder / "experiment.json").write_text(json.dumps(experiment))
+    entry = comparing.resolve(str(folder))
+    assert isinstance(entry.parameterization, qgzoo.NoClosure)
+    assert entry.stepper == experiment["stepper"]
+    experiment["network"] = {"kind": "cnn", "channels": "x"}
+    (folder / "experiment.json").write_text(json.dumps(experiment))
+    with pytest.raises(qgzoo.UserError, match=f"^{folder / 'experiment.json'} is not a valid "
+                                              f"spec:\n  network.channels: "):
+        comparing.resolve(str(folder))
 
 
 # --- caches and benchmarks -------------------------------------------------------------

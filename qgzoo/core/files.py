@@ -145,6 +145,9 @@ def locked(path: str | pathlib.Path, *, wait: bool = False) -> Iterator[None]:
     stderr and a wait for it.
     """
     lock = lock_path(path)
+    blocker = next((p for p in lock.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise UserError(f"cannot use {path}: {blocker} is a file, not a folder")
     lock.parent.mkdir(parents=True, exist_ok=True)
     while True:
         handle = open(lock, "a+")
