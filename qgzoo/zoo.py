@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from qgzoo.components.networks import AbstractParameterization
 from qgzoo.core.errors import UserError
-from qgzoo.core.files import read_json, registry_dir
+from qgzoo.core.files import read_json, read_text, registry_dir
 from qgzoo.core.schema import validation_messages
 from qgzoo.training import trained
 from qgzoo.training.experiment import Experiment
@@ -57,10 +57,11 @@ def experiment(name: str) -> Experiment:
 
 
 def unavailable(name: str) -> str | None:
-    """Why entry ``name`` cannot be loaded here (its spec names a kind that no installed
-    plugin provides, say), or None if it can."""
+    """Why entry ``name`` cannot run here (its network names a kind that no installed
+    plugin provides, say), or None if it can (``trained.Runnable``)."""
     try:
-        Experiment.model_validate(read_json(folder(name) / trained.EXPERIMENT, "experiment"))
+        trained.Runnable.model_validate(read_json(folder(name) / trained.EXPERIMENT,
+                                                  "experiment"))
     except ValidationError as error:
         return "; ".join(validation_messages(error))
     except UserError as error:
@@ -78,7 +79,7 @@ def card(name: str) -> str:
     """The model card of entry ``name`` (its spec if no card was written yet)."""
     path = folder(name)
     if (path / CARD).exists():
-        return (path / CARD).read_text()
+        return read_text(path / CARD, "model card")
     return (f"# {name}\n\nNo model card yet: run `qgzoo zoo build {name}`.\n\n"
             f"```json\n{(path / trained.EXPERIMENT).read_text()}\n```\n")
 

@@ -6,6 +6,7 @@ import hashlib
 import json
 import os
 import pathlib
+import shutil
 import signal
 import subprocess
 import sys
@@ -60,15 +61,9 @@ def one_error(err: str) -> str:
     return err[err.index("error: "):]
 
 
-@pytest.fixture
-def cached_data(small_data):
-    """The small reference is in this session's cache (``qgzoo train`` reads it there)."""
-    return small_data
-
-
 # --- trained folders -----------------------------------------------------------------
 
-def test_another_experiment_cannot_overwrite_a_trained_folder(cached_data, tmp_path, capsys):
+def test_another_experiment_cannot_overwrite_a_trained_folder(small_data, tmp_path, capsys):
     out = tmp_path / "out"
     a = write_spec(tmp_path / "a.json", steps=2)
     b = write_spec(tmp_path / "b.json", steps=3)
@@ -85,7 +80,7 @@ def test_another_experiment_cannot_overwrite_a_trained_folder(cached_data, tmp_p
     assert json.loads((out / "experiment.json").read_text())["training"]["steps"] == 3
 
 
-def test_a_folder_of_other_files_is_not_trained_into(cached_data, tmp_path, capsys):
+def test_a_folder_of_other_files_is_not_trained_into(small_data, tmp_path, capsys):
     out = tmp_path / "notes"
     out.mkdir()
     (out / "thesis.tex").write_text("months of work")
@@ -105,7 +100,7 @@ def test_an_output_that_is_a_file_is_refused_by_train_and_compare(tmp_path, caps
     assert target.read_text() == "keep me"
 
 
-def test_an_output_folder_that_cannot_be_made_is_named(cached_data, tmp_path, capsys):
+def test_an_output_folder_that_cannot_be_made_is_named(small_data, tmp_path, capsys):
     """A file where a parent folder should be is named (a read-only folder takes the
     operating system's refusal, one line too, but root may write anywhere)."""
     blocker = tmp_path / "blocker"
@@ -118,7 +113,7 @@ def test_an_output_folder_that_cannot_be_made_is_named(cached_data, tmp_path, ca
     assert blocker.read_text() == "keep me"
 
 
-def test_a_second_process_on_one_folder_is_told_who_holds_it(cached_data, tmp_path, capsys):
+def test_a_second_process_on_one_folder_is_told_who_holds_it(small_data, tmp_path, capsys):
     out = tmp_path / "out"
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time\nfrom qgzoo.core import files\n"
@@ -144,7 +139,7 @@ def test_a_second_process_on_one_folder_is_told_who_holds_it(cached_data, tmp_pa
 # --- weights, checkpoints and logs -----------------------------------------------------
 
 @pytest.mark.filterwarnings("ignore:overflow encountered in cast")
-def test_an_update_that_overflows_the_weights_is_skipped(cached_data, tmp_path, capsys):
+def test_an_update_that_overflows_the_weights_is_skipped(small_data, tmp_path, capsys):
     """SGD at 1e300 makes float32 weights infinite with a finite loss: the update is skipped,
     the saved weights stay those drawn from the seed, and the command reports it."""
     experiment = spec(steps=3)
@@ -154,7 +149,7 @@ def test_an_update_that_overflows_the_weights_is_skipped(cached_data, tmp_path, 
     status, out_text, err = run(capsys, "train", str(path), "--out", str(tmp_path / "out"),
                                 "--no-progress")
     assert status == 0, err
-    assert "final loss: n/a (no finite update)" in out_text
+    assert "final loss: n/a (update 2 was skipped)" in out_text
     assert "skipped updates: 3" in out_text
     log = trained.read_log(tmp_path / "out")
     assert [h["finite"] for h in log] == [False] * 3 and all(np.isfinite(h["seconds"]) for h in log)
@@ -169,12 +164,21 @@ def test_an_update_that_overflows_the_weights_is_skipped(cached_data, tmp_path, 
     assert all(np.array_equal(x, y) for x, y in zip(drawn, kept)) and drawn
 
 
-@pytest.fixture
-def interrupted(cached_data, tmp_path):
+@pytest.fixture(scope="module")
+def interrupted_once(small_data, tmp_path_factory):
     """A training stopped after 2 of 4 updates, with a checkpoint after each."""
     experiment = qgzoo.Experiment.model_validate(spec(steps=4, checkpoint_every=1))
-    out = tmp_path / "out"
+    out = tmp_path_factory.mktemp("interrupted") / "out"
     qgzoo.train(experiment, out, progress=False, stop_after=2)
+    return experiment, out
+
+
+@pytest.fixture
+def interrupted(interrupted_once, tmp_path):
+    """A copy of ``interrupted_once``'s folder, to damage."""
+    experiment, folder = interrupted_once
+    out = tmp_path / "out"
+    shutil.copytree(folder, out)
     return experiment, out
 
 
@@ -234,18 +238,29 @@ def test_a_damaged_line_inside_the_log_is_named(interrupted):
         qgzoo.train(experiment, out, progress=False)
 
 
-def test_the_checksum_of_a_write_interrupted_before_its_rename_still_verifies(tmp_path):
-    """checked_write records the new checksum before replacing the file: a kill between the
-    two leaves the old bytes, which the checksum file still lists."""
+def test_a_write_killed_between_its_checksum_and_its_bytes_still_verifies(tmp_path,
+                                                                         monkeypatch):
+    """checked_write records the new checksum, keeping the old one, before it replaces
+    the file: a process killed in between leaves the old bytes, which still verify."""
     path = tmp_path / "w.bin"
     files.checked_write(path, lambda tmp: tmp.write_bytes(b"old"))
-    sums = files.checksum_path(path)
-    files.atomic_write_text(sums, "\n".join([hashlib.sha256(b"new").hexdigest(),
-                                             hashlib.sha256(b"old").hexdigest()]) + "\n")
-    assert files.verified(path) == path  # the state after a kill between the two writes
+    replace = os.replace
+
+    def killed_before_the_data(src, dst):
+        if pathlib.Path(dst) == path:
+            raise KeyboardInterrupt  # as a kill at that moment
+        replace(src, dst)
+
+    monkeypatch.setattr(files.os, "replace", killed_before_the_data)
+    with pytest.raises(KeyboardInterrupt):
+        files.checked_write(path, lambda tmp: tmp.write_bytes(b"new"))
+    monkeypatch.setattr(files.os, "replace", replace)
+    assert path.read_bytes() == b"old" and files.verified(path) == path
+    assert files.checksum_path(path).read_text().split() == [
+        hashlib.sha256(b"new").hexdigest(), hashlib.sha256(b"old").hexdigest()]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w.bin", "w.bin.sha256"]
     files.checked_write(path, lambda tmp: tmp.write_bytes(b"new"))
-    assert sums.read_text().split() == [hashlib.sha256(b"new").hexdigest(),
-                                        hashlib.sha256(b"old").hexdigest()]
+    assert files.verified(path) and path.read_bytes() == b"new"
     path.write_bytes(b"bad")
     with pytest.raises(qgzoo.UserError, match="does not match its checksum"):
         files.verified(path)
@@ -254,12 +269,15 @@ def test_the_checksum_of_a_write_interrupted_before_its_rename_still_verifies(tm
 # --- the zoo ---------------------------------------------------------------------------
 
 @pytest.mark.parametrize("name", ["../elsewhere", "ABSOLUTE", "a/b", ".", ".."])
-def test_zoo_names_never_reach_outside_the_zoo(cached_data, tmp_path, monkeypatch, capsys, name):
+def test_zoo_names_never_reach_outside_the_zoo(tmp_path, monkeypatch, capsys, name):
     registry = tmp_path / "registry"
     registry.mkdir()
     monkeypatch.setenv(files.ENV_REGISTRY, str(registry))
-    elsewhere = tmp_path / "elsewhere"
-    qgzoo.train(spec(), elsewhere, progress=False)
+    elsewhere = tmp_path / "elsewhere"  # a trained folder outside the zoo
+    elsewhere.mkdir()
+    (elsewhere / "experiment.json").write_text(json.dumps(spec()))
+    (elsewhere / "parameterization.eqx").write_bytes(b"weights")
+    (elsewhere / "log.jsonl").write_text('{"step": 0}\n')
     before = snapshot(elsewhere)
     name = str(elsewhere) if name == "ABSOLUTE" else name
     for command in (["zoo", "build", name], ["zoo", "show", name], ["zoo", "build", "--no-train", name]):
@@ -306,6 +324,12 @@ def test_an_entry_is_compared_without_the_plugins_of_its_training_loss(tmp_path)
     with pytest.raises(qgzoo.UserError, match=f"^{folder / 'experiment.json'} is not a valid "
                                               f"spec:\n  network.channels: "):
         comparing.resolve(str(folder))
+    experiment["netwrok"] = experiment.pop("network")  # a typo is not a default network
+    (folder / "experiment.json").write_text(json.dumps(experiment))
+    with pytest.raises(qgzoo.UserError) as caught:
+        comparing.resolve(str(folder))
+    assert "network: Field required" in str(caught.value)
+    assert "netwrok: Extra inputs are not permitted" in str(caught.value)
 
 
 # --- caches and benchmarks -------------------------------------------------------------
@@ -395,23 +419,30 @@ def test_physics_that_cannot_work_is_refused_before_the_spin_up(tmp_path, monkey
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()
 
 
-@pytest.mark.parametrize("value, shown", [("10", '"10"'), (True, "true"), (2.5, None)])
-def test_numbers_are_not_coerced_from_strings_or_booleans(tmp_path, capsys, value, shown):
+@pytest.mark.parametrize("field, value, message", [
+    ("training.steps", "10", 'training.steps: expected an integer, got "10"'),
+    ("training.steps", True, "training.steps: expected an integer, got true"),
+    ("stepper.dt", "3600", 'stepper.dt: expected a number, got "3600"'),
+    ("network.channels", ["32", 32], 'network.channels: item 0: expected an integer, got "32"'),
+    ("reference.physics", {"rd": "15000"}, "reference.physics: 'rd': expected a number, got"),
+])
+def test_numbers_are_not_coerced_from_strings_or_booleans(tmp_path, capsys, field, value,
+                                                          message):
     experiment = spec()
-    experiment["training"]["steps"] = value
+    part, name = field.split(".")
+    experiment[part][name] = value
     path = tmp_path / "x.json"
     path.write_text(json.dumps(experiment))
-    status, _, err = run(capsys, "train", str(path))
+    status, _, err = run(capsys, "train", str(path), "--out", str(tmp_path / "out"))
     assert status == 2
-    assert one_error(err).startswith(f"error: {path} is not a valid spec:\n  training.steps: ")
-    if shown:
-        assert f"training.steps: expected an integer, got {shown}" in err
+    assert one_error(err).startswith(f"error: {path} is not a valid spec:\n  {message}")
+    assert not (tmp_path / "out").exists()
 
 
 def test_a_spec_file_that_is_not_utf8_is_named(tmp_path, capsys):
     path = tmp_path / "utf16.json"
     path.write_text(json.dumps(spec()), encoding="utf-16")
-    status, _, err = run(capsys, "train", str(path))
+    status, _, err = run(capsys, "train", str(path), "--out", str(tmp_path / "out"))
     assert status == 2 and one_error(err).startswith(f"error: {path}: the experiment is not "
                                                      f"UTF-8 text")
 
@@ -442,7 +473,7 @@ def test_an_internal_error_is_one_line_with_status_1_and_a_traceback_under_debug
 
 
 @pytest.mark.slow
-def test_an_interrupted_training_exits_130_without_a_traceback_and_resumes(cached_data, tmp_path):
+def test_an_interrupted_training_exits_130_without_a_traceback_and_resumes(small_data, tmp_path):
     path = write_spec(tmp_path / "x.json", steps=100000, checkpoint_every=1)
     out = tmp_path / "out"
     process = subprocess.Popen([sys.executable, "-m", "qgzoo.app.cli", "train", str(path),

@@ -20,6 +20,7 @@ from qgzoo.data.reference import REFERENCES, ReferenceSpec
 from qgzoo.evaluation.comparison import MAIN_BENCHMARK, TRANSFER_BENCHMARK, compare
 from qgzoo.training.experiment import Experiment, schema
 from qgzoo.training.presets import EXPERIMENTS
+from qgzoo.training.trained import Runnable
 from qgzoo.training.trainer import train
 
 _COLUMNS = ("category", "kind", "plugin", "distribution", "version")
@@ -44,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 1
     except KeyboardInterrupt:
-        print("\nqgzoo: interrupted; what was saved is kept (a training resumes from its "
-              "last checkpoint when run again)", file=sys.stderr)
+        print("\nqgzoo: interrupted; what was saved is kept (run the same command again: a "
+              "training with training.checkpoint_every resumes from its last checkpoint)",
+              file=sys.stderr)
         return 130
     except Exception as error:
         if args.debug:
@@ -225,9 +227,12 @@ def train_command(args: argparse.Namespace) -> int:
             raise invalid_spec(f"{args.spec} with --steps {args.steps}", error) from None
     out = args.out if args.out is not None else pathlib.Path("runs") / args.spec.stem
     trained = train(experiment, out=out, progress=not args.no_progress, overwrite=args.overwrite)
-    losses = [h["loss"] for h in trained.history if h["loss"] is not None]
+    last = trained.history[-1] if trained.history else None
+    final = ("n/a (no updates)" if last is None else
+             f"n/a (update {last['step']} was skipped)" if last["loss"] is None else
+             f"{last['loss']:.6g}")
     print(f"saved to {out}")
-    print(f"final loss: {f'{losses[-1]:.6g}' if losses else 'n/a (no finite update)'}")
+    print(f"final loss: {final}")
     print(f"skipped updates: {trained.skipped}")
     return 0
 
@@ -283,7 +288,7 @@ def zoo_list_command(args: argparse.Namespace) -> int:
         if problem is not None:
             print(f"{name:20} {zoo.network_kind(name):24} unavailable: {problem}")
             continue
-        spec = zoo.experiment(name)
+        spec = Runnable.from_folder(zoo.folder(name))
         training = spec.training
         how = ("fixed constants" if not training.steps else
                f"online, T = {training.rollout_steps} samples" if training.rollout_steps else

@@ -28,9 +28,7 @@ def build_entry(name: str, *, train: bool = True, progress: bool = True) -> path
     path = zoo.folder(name)
     spec = zoo.experiment(name)
     if train and spec.training.steps > 0:
-        for stale in (trained.WEIGHTS, trained.LOG, trained.CHECKPOINT):
-            files.remove(path / stale)
-        trainer.train(spec, path, progress=progress)
+        trainer.train(spec, path, progress=progress, overwrite=True)
         files.remove(path / trained.CHECKPOINT)
     comparison = compare([name], out=None, progress=progress)
     files.atomic_write_text(path / zoo.CARD, model_card(name, spec, comparison))

@@ -1,5 +1,5 @@
-"""Files and places: the one atomic write, checksums, locks, reading text files, the one
-content hash, where the cache and the zoo live, and every environment variable qgzoo reads.
+"""Files and places: the one atomic write, checksums, saved pytrees, locks, reading text
+files, disposable caches, the one content hash, where the cache and the zoo live, and every environment variable qgzoo reads.
 
 A file written by ``checked_write`` has its SHA-256 beside it (``NAME.sha256``)
 and ``verified`` refuses bytes that do not match. The checksum file is written
@@ -29,6 +29,10 @@ import sys
 from collections.abc import Callable, Iterator
 from typing import TypeVar
 
+import equinox as eqx
+import jax
+import numpy as np
+
 from qgzoo.core.errors import UserError
 
 ENV_CACHE = "QGZOO_CACHE"
@@ -42,13 +46,17 @@ T = TypeVar("T")
 def atomic_write(path: str | pathlib.Path, write: Callable[[pathlib.Path], object]) -> pathlib.Path:
     """Write ``path`` all at once: ``write(tmp)`` fills a file beside it, then it replaces ``path``.
 
-    The temporary name keeps the suffix (``x.npz`` -> ``x.npz.tmp.npz``), as
+    The temporary name holds the process id, so that two writers never share
+    one, and keeps the suffix (``x.npz`` -> ``x.npz.123.tmp.npz``), as
     ``np.savez`` wants one. A reader sees the old file or the new one, never a part.
     """
     path = pathlib.Path(path)
-    tmp = path.with_name(f"{path.name}.tmp{path.suffix}")
-    write(tmp)
-    os.replace(tmp, path)
+    tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return path
 
 
@@ -74,14 +82,41 @@ def checksum_path(path: str | pathlib.Path) -> pathlib.Path:
 
 def checked_write(path: str | pathlib.Path,
                   write: Callable[[pathlib.Path], object]) -> pathlib.Path:
-    """``atomic_write`` that records the new bytes' SHA-256 in ``checksum_path(path)``."""
+    """``atomic_write`` that records the new bytes' SHA-256 in ``checksum_path(path)``,
+    with that of the bytes they replace, before replacing them."""
     path = pathlib.Path(path)
-    tmp = path.with_name(f"{path.name}.tmp{path.suffix}")
-    write(tmp)
-    lines = [file_sha256(tmp)] + ([file_sha256(path)] if path.is_file() else [])
-    atomic_write_text(checksum_path(path), "\n".join(lines) + "\n")
-    os.replace(tmp, path)
-    return path
+
+    def write_and_record(tmp: pathlib.Path) -> None:
+        write(tmp)
+        sums = [file_sha256(tmp)] + ([file_sha256(path)] if path.is_file() else [])
+        atomic_write_text(checksum_path(path), "\n".join(sums) + "\n")
+
+    return atomic_write(path, write_and_record)
+
+
+def write_tree(path: str | pathlib.Path, tree) -> pathlib.Path:
+    """Save the leaves of the pytree ``tree`` (equinox's format) with ``checked_write``."""
+    return checked_write(path, lambda tmp: eqx.tree_serialise_leaves(tmp, tree))
+
+
+def read_tree(path: str | pathlib.Path, like):
+    """The pytree saved at ``path`` by ``write_tree``, shaped as ``like``.
+
+    Bytes that do not match their checksum, a file that is truncated or was
+    written for another tree, and non-finite numbers are each a ``UserError``
+    naming the file.
+    """
+    verified(path)
+    try:
+        tree = eqx.tree_deserialise_leaves(path, like)
+    except Exception as error:  # numpy and equinox raise several types for bad bytes
+        raise UserError(f"{path} is truncated or does not hold what it should here "
+                        f"({type(error).__name__}); delete it and write it again") from None
+    arrays = [np.asarray(leaf) for leaf in jax.tree.leaves(tree) if eqx.is_array(leaf)]
+    if not all(np.isfinite(a).all() for a in arrays if np.issubdtype(a.dtype, np.inexact)):
+        raise UserError(f"{path} holds non-finite numbers (inf or NaN); delete it and "
+                        f"write it again")
+    return tree
 
 
 def verified(path: str | pathlib.Path) -> pathlib.Path:
@@ -130,8 +165,11 @@ def read_json(path: str | pathlib.Path, what: str = "JSON file"):
 
 
 def lock_path(path: str | pathlib.Path) -> pathlib.Path:
-    """The lock file of a file or folder ``path``: ``.NAME.lock`` beside it."""
-    path = pathlib.Path(path)
+    """The lock file of a file or folder ``path``: ``.NAME.lock`` beside it (``path``
+    resolved, so that ``.`` and a link to a folder lock that folder)."""
+    path = pathlib.Path(path).resolve()
+    if not path.name:
+        raise UserError(f"{path} cannot be used: choose a folder inside it")
     return path.with_name(f".{path.name}.lock")
 
 

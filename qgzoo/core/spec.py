@@ -33,10 +33,13 @@ class FrozenSpec(BaseModel):
     @classmethod
     def _numbers_are_numbers(cls, value, info: ValidationInfo):
         annotation = cls.model_fields[info.field_name].annotation
-        if typing.get_origin(annotation) is dict:
-            numeric = _numeric(typing.get_args(annotation)[1])
-            for key, item in value.items() if numeric and isinstance(value, dict) else ():
-                _refuse_coercion(item, numeric, f"{key!r}: ")
+        origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+        if origin is dict and isinstance(value, dict):
+            for key, item in value.items():
+                _refuse_coercion(item, _numeric(args[1]), f"{key!r}: ")
+        elif origin in (tuple, list) and isinstance(value, (tuple, list)) and args:
+            for index, item in enumerate(value):
+                _refuse_coercion(item, _numeric(args[0]), f"item {index}: ")
         else:
             _refuse_coercion(value, _numeric(annotation))
         return value

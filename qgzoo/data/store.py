@@ -27,7 +27,6 @@ import pathlib
 import shutil
 import warnings
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -221,7 +220,7 @@ def _fill(root: zarr.Group, spec: ReferenceSpec, path: pathlib.Path, progress: b
     # only when it is created and when it is complete.
     state, done = builder.initial_state(), 0
     if _resume_path(path).exists():
-        state, done = eqx.tree_deserialise_leaves(_resume_path(path), (state, jnp.array(0)))
+        state, done = files.read_tree(_resume_path(path), (state, jnp.array(0)))
         done = int(done)
     total_steps = spec.spinup_steps + spec.n_samples * spec.sample_interval
     steps_done = sum(_chunk_steps(spec, c) for c in plan[:done])
@@ -240,8 +239,7 @@ def _fill(root: zarr.Group, spec: ReferenceSpec, path: pathlib.Path, progress: b
                 _write_samples(root, spec, sample, out, kind == "snapshots")
                 sample += n
             jax.block_until_ready(state)
-            files.atomic_write(_resume_path(path), lambda tmp: eqx.tree_serialise_leaves(
-                tmp, (state, jnp.array(index + 1))))
+            files.write_tree(_resume_path(path), (state, jnp.array(index + 1)))
             bar.update(_chunk_steps(spec, plan[index]))
     finally:
         bar.close()
@@ -250,7 +248,7 @@ def _fill(root: zarr.Group, spec: ReferenceSpec, path: pathlib.Path, progress: b
     checksums.write_manifest(path, files.content_hash(root.attrs["qgzoo_spec"]))
     checks = sanity_checks(root)
     root.attrs.update(checks=checks, complete=True, checksums=checksums.MANIFEST)
-    _resume_path(path).unlink(missing_ok=True)
+    files.remove(_resume_path(path))
     for message in checks["warnings"]:
         warnings.warn(f"{path}: {message}", stacklevel=3)
 

@@ -16,10 +16,10 @@ import dataclasses
 import json
 import pathlib
 import re
+from typing import Any
 
 import equinox as eqx
 import jax
-import numpy as np
 from pydantic import ValidationError
 
 from qgzoo.components.networks import AbstractParameterization, Scale
@@ -58,33 +58,8 @@ class Trained:
         folder = pathlib.Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         files.atomic_write_text(folder / EXPERIMENT, self.experiment.to_json())
-        write_tree(folder / WEIGHTS, self.parameterization)
+        files.write_tree(folder / WEIGHTS, self.parameterization)
         return folder
-
-
-def write_tree(path: pathlib.Path, tree) -> pathlib.Path:
-    """Save the leaves of ``tree`` to ``path`` atomically, with their checksum beside them."""
-    return files.checked_write(path, lambda tmp: eqx.tree_serialise_leaves(tmp, tree))
-
-
-def read_tree(path: pathlib.Path, like):
-    """The tree saved at ``path`` by ``write_tree``, shaped as ``like``.
-
-    Bytes that do not match their checksum, a file that is truncated or was
-    written for another tree, and non-finite numbers are each a ``UserError``
-    naming the file.
-    """
-    files.verified(path)
-    try:
-        tree = eqx.tree_deserialise_leaves(path, like)
-    except Exception as error:  # numpy and equinox raise several types for bad bytes
-        raise UserError(f"{path} is truncated or does not hold this experiment's network "
-                        f"({type(error).__name__}); delete it and train again") from None
-    arrays = [leaf for leaf in jax.tree.leaves(tree) if eqx.is_array(leaf)]
-    if not all(np.isfinite(np.asarray(leaf)).all() for leaf in arrays):
-        raise UserError(f"{path} holds non-finite numbers (inf or NaN); delete it and "
-                        f"train again")
-    return tree
 
 
 def read_log(folder: str | pathlib.Path) -> list[dict]:
@@ -123,7 +98,7 @@ def load(folder: str | pathlib.Path) -> Trained:
     """Load a parameterization saved by ``Trained.save`` (or by ``train``)."""
     folder = pathlib.Path(folder)
     experiment = Experiment.from_file(folder / EXPERIMENT)
-    parameterization = read_tree(folder / WEIGHTS, skeleton(experiment.network,
+    parameterization = files.read_tree(folder / WEIGHTS, skeleton(experiment.network,
                                                              experiment.training.forcing_target))
     return Trained(experiment, parameterization, read_log(folder))
 
@@ -140,11 +115,16 @@ def claim(folder: pathlib.Path, experiment: Experiment, *, overwrite: bool = Fal
         return
     if holds_experiment(folder):
         previous = files.read_json(folder / EXPERIMENT, "experiment")
-        changes = _differences(previous, experiment.model_dump(mode="json"))
-        if changes:
+        try:  # equal as specs, whatever defaults an older file leaves out
+            same = Experiment.model_validate(previous) == experiment
+        except ValidationError:
+            same = False
+        if not same:
+            changes = _differences(previous, experiment.model_dump(mode="json"))
             raise UserError(f"{folder} holds the results of a different experiment "
-                            f"({'; '.join(changes[:3])}); use another output folder, or "
-                            f"--overwrite (overwrite=True) to replace them")
+                            f"({'; '.join(changes[:3]) or 'its spec is not valid here'}); "
+                            f"use another output folder, or --overwrite (overwrite=True) "
+                            f"to replace them")
     elif any(folder.iterdir()):
         raise UserError(f"{folder} is not empty and is not a trained folder (no {EXPERIMENT}); "
                         f"use another output folder, or --overwrite (overwrite=True) to train "
@@ -152,8 +132,9 @@ def claim(folder: pathlib.Path, experiment: Experiment, *, overwrite: bool = Fal
 
 
 def clear(folder: pathlib.Path) -> None:
-    """Delete the results a training writes in ``folder`` (and nothing else)."""
-    for name in (EXPERIMENT, WEIGHTS, LOG, CHECKPOINT):
+    """Delete the results a training writes in ``folder`` (and nothing else); its
+    experiment.json is replaced when the new training starts."""
+    for name in (WEIGHTS, LOG, CHECKPOINT):
         files.remove(folder / name)
 
 
@@ -166,15 +147,20 @@ def _differences(old, new, path: str = "") -> list[str]:
 
 
 class Runnable(FrozenSpec):
-    """What running a folder's parameterization needs of its experiment.json, validated
-    alone (the other fields are ignored): a folder whose loss or coarsener kind is not
-    installed here still runs."""
+    """The part of an experiment that running its parameterization needs: the network,
+    the stepper and the training's forcing target and seed. The other parts are
+    read but not validated, so that a folder whose loss or coarsener kind is not
+    installed here still runs; an unknown field is still an error."""
 
-    network: Component("network") = Experiment.model_fields["network"].default
+    network: Component("network")
     stepper: Component("stepper") = Experiment.model_fields["stepper"].default
     training: TrainingSpec = TrainingSpec()
+    reference: Any = None
+    coarsener: Any = None
+    loss: Any = None
+    optimizer: Any = None
 
-    model_config = FrozenSpec.model_config | {"extra": "ignore", "validate_default": True}
+    model_config = FrozenSpec.model_config | {"validate_default": True}
 
     @classmethod
     def from_spec(cls, spec: Experiment | dict, subject: str) -> "Runnable":
@@ -222,7 +208,7 @@ def load_parameterization(folder: str | pathlib.Path,
         raise UserError(f"{folder} has no {EXPERIMENT}: not a trained folder")
     runnable = Runnable.from_folder(folder)
     if (folder / WEIGHTS).exists():
-        return read_tree(folder / WEIGHTS, skeleton(runnable.network, runnable.target))
+        return files.read_tree(folder / WEIGHTS, skeleton(runnable.network, runnable.target))
     return runnable.untrained(name or folder.name)
 
 

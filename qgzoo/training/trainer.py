@@ -31,8 +31,7 @@ from qgzoo.data.store import load_reference
 from qgzoo.simulate.rollout import parameterized_model, rollout_loss
 from qgzoo.training.experiment import Experiment, TrainingSpec
 from qgzoo.training.trained import (
-    CHECKPOINT, EXPERIMENT, LOG, Trained, claim, clear, initial_weights, read_log, read_tree,
-    write_tree)
+    CHECKPOINT, EXPERIMENT, LOG, Trained, claim, clear, initial_weights, read_log)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -146,7 +145,7 @@ def resume(out: pathlib.Path, experiment: Experiment, params, opt_state):
     step, skipped = 0, 0
     if (out / CHECKPOINT).exists():
         template = (params, opt_state, jnp.array(0), jnp.array(0))
-        params, opt_state, step, skipped = read_tree(out / CHECKPOINT, template)
+        params, opt_state, step, skipped = files.read_tree(out / CHECKPOINT, template)
         step, skipped = int(step), int(skipped)
     history = [h for h in read_log(out) if h["step"] < step]
     if (out / LOG).exists():
@@ -179,8 +178,8 @@ def train(experiment: Experiment | dict, out: str | pathlib.Path | None = None, 
     if out is None:
         return _train(experiment, None, data, progress, stop_after)
     out = pathlib.Path(out)
-    claim(out, experiment, overwrite=overwrite)
     with files.locked(out):
+        claim(out, experiment, overwrite=overwrite)
         if overwrite and out.is_dir():
             clear(out)
         return _train(experiment, out, data, progress, stop_after)
@@ -272,7 +271,7 @@ class _Loop:
         every = self.cfg.checkpoint_every
         if every and (done % every == 0 or done == end):
             state = (params, opt_state, jnp.array(done), jnp.array(self.skipped))
-            write_tree(self.out / CHECKPOINT, state)
+            files.write_tree(self.out / CHECKPOINT, state)
 
 
 def _postfix(record: dict) -> dict:
