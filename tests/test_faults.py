@@ -92,7 +92,8 @@ def test_a_folder_of_other_files_is_not_trained_into(small_data, tmp_path, capsy
 def test_an_output_that_is_a_file_is_refused_by_train_and_compare(tmp_path, capsys):
     target = tmp_path / "file"
     target.write_text("keep me")
-    status, _, err = run(capsys, "train", str(write_spec(tmp_path / "a.json")), "--out", str(target))
+    experiment = str(write_spec(tmp_path / "a.json"))
+    status, _, err = run(capsys, "train", experiment, "--out", str(target))
     assert status == 2 and one_error(err) == f"error: {target} is a file, not a folder; " \
                                              f"choose another output folder\n"
     status, _, err = run(capsys, "compare", "none", "--out", str(target))
@@ -280,7 +281,8 @@ def test_zoo_names_never_reach_outside_the_zoo(tmp_path, monkeypatch, capsys, na
     (elsewhere / "log.jsonl").write_text('{"step": 0}\n')
     before = snapshot(elsewhere)
     name = str(elsewhere) if name == "ABSOLUTE" else name
-    for command in (["zoo", "build", name], ["zoo", "show", name], ["zoo", "build", "--no-train", name]):
+    for command in (["zoo", "build", name], ["zoo", "show", name],
+                    ["zoo", "build", "--no-train", name]):
         status, _, err = run(capsys, *command)
         assert status == 2 and one_error(err).startswith(f"error: no zoo entry {name!r}")
     assert snapshot(elsewhere) == before
@@ -413,7 +415,8 @@ def test_physics_that_cannot_work_is_refused_before_the_spin_up(tmp_path, monkey
     experiment["reference"]["physics"] = physics
     path = tmp_path / "bad.json"
     path.write_text(json.dumps(experiment))  # NaN is written as the JSON extension NaN
-    for command in (["train", str(path), "--out", str(tmp_path / "out")], ["data", "build", str(path)]):
+    for command in (["train", str(path), "--out", str(tmp_path / "out")],
+                    ["data", "build", str(path)]):
         status, _, err = run(capsys, *command)
         assert status == 2 and message.removeprefix("reference.") in one_error(err), err
     assert not (tmp_path / "out").exists() and not (tmp_path / "cache").exists()

@@ -68,7 +68,8 @@ def test_an_unknown_entry_is_an_error_listing_the_entries(registry):
     write_entry(registry, "a-entry")
     write_entry(registry, "b-entry")
     for name in ("x", "references", "stray.txt"):
-        with pytest.raises(qgzoo.UserError, match=f"no zoo entry '{name}'; entries: a-entry, b-entry"):
+        with pytest.raises(qgzoo.UserError,
+                           match=f"no zoo entry '{name}'; entries: a-entry, b-entry"):
             zoo.folder(name)
         with pytest.raises(qgzoo.UserError):
             zoo.load(name)

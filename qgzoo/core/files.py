@@ -1,5 +1,6 @@
 """Files and places: the one atomic write, checksums, saved pytrees, locks, reading text
-files, disposable caches, the one content hash, where the cache and the zoo live, and every environment variable qgzoo reads.
+files, disposable caches, the one content hash, where the cache and the zoo live, and
+every environment variable qgzoo reads.
 
 A file written by ``checked_write`` has its SHA-256 beside it (``NAME.sha256``)
 and ``verified`` refuses bytes that do not match. The checksum file is written

@@ -18,7 +18,6 @@ import pathlib
 import re
 from typing import Any
 
-import equinox as eqx
 import jax
 from pydantic import ValidationError
 

@@ -104,7 +104,7 @@ def draw_windows(data: ReferenceData, n_windows: int, length: int,
     n_runs, n_samples = data.fields["q"].shape[:2]
     if length > n_samples:
         raise UserError(f"a window of {length} samples does not fit in runs of "
-                         f"{n_samples} samples; lower rollout_steps or sample more")
+                        f"{n_samples} samples; lower rollout_steps or sample more")
     return rng.integers(n_runs, size=n_windows), rng.integers(n_samples - length + 1, size=n_windows)
 
 
