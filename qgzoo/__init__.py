@@ -4,7 +4,7 @@ This module is the public face: plugins, docs and users import from here (and
 the conformance kit from ``qgzoo.testing``). The implementation lives in
 layers, lowest first, each importing only from its own layer or below:
 ``core``, ``physics``, ``components``, ``data``, ``simulate``, ``training``,
-``zoo``, ``evaluation``, ``testing``, ``app``.
+``zoo``, ``evaluation``, ``sweeps``, ``testing``, ``app``.
 
 Importing qgzoo switches on JAX's float64 support (``jax_enable_x64``):
 pyqg-jax inverts q to streamfunction in float64 whatever the model precision,
@@ -34,6 +34,7 @@ from qgzoo.evaluation.climate import Climate  # noqa: E402
 from qgzoo.evaluation.comparison import Comparison, compare  # noqa: E402
 from qgzoo.evaluation.results import Entry  # noqa: E402
 from qgzoo.simulate.rollout import parameterized_model  # noqa: E402
+from qgzoo.sweeps import Sweep, SweepResult, sweep  # noqa: E402
 from qgzoo.training.experiment import Experiment, TrainingSpec, schema  # noqa: E402
 from qgzoo.training.optimizers import OptimizerSpec  # noqa: E402
 from qgzoo.training.trained import Trained, load  # noqa: E402
@@ -44,6 +45,7 @@ __all__ = [
     "CoarsenerSpec", "Comparison", "ComponentSpec", "Entry", "Experiment", "FieldStats",
     "LossSpec", "NetworkSpec", "NeuralClosure", "NoClosure", "Operator1", "Operator2",
     "OptimizerSpec", "ReferenceData", "ReferenceSpec", "SpectralCoarsener", "StepperSpec",
-    "Trained", "TrainingSpec", "UserError", "compare", "hookimpl", "load", "parameterized_model",
-    "registry", "schema", "train", "trainable", "validate_component", "zoo",
+    "Sweep", "SweepResult", "Trained", "TrainingSpec", "UserError", "compare", "hookimpl", "load",
+    "parameterized_model", "registry", "schema", "sweep", "train", "trainable",
+    "validate_component", "zoo",
 ]

@@ -14,7 +14,7 @@ import qgzoo
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 #: The layers of qgzoo/, lowest first; the package's own __init__ (the public face) is above all.
 LAYERS = ("core", "physics", "components", "data", "simulate", "training", "zoo", "evaluation",
-          "testing", "app")
+          "sweeps", "testing", "app")
 FACE = "qgzoo"
 PUBLIC = {"qgzoo", "qgzoo.testing"}
 

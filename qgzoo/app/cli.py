@@ -18,6 +18,7 @@ from qgzoo.core.schema import invalid_spec, validate_component
 from qgzoo.data import store
 from qgzoo.data.reference import REFERENCES, ReferenceSpec
 from qgzoo.evaluation.comparison import MAIN_BENCHMARK, TRANSFER_BENCHMARK, compare
+from qgzoo.sweeps import Sweep, sweep
 from qgzoo.training.experiment import Experiment, schema
 from qgzoo.training.presets import EXPERIMENTS
 from qgzoo.training.trained import Runnable
@@ -89,6 +90,7 @@ def _parser() -> argparse.ArgumentParser:
     _add_training_commands(commands)
     _add_data_commands(commands)
     _add_comparison_commands(commands)
+    _add_sweep_command(commands)
     _add_zoo_commands(commands)
     demo_parser = commands.add_parser("demo", help="compare the shipped zoo and write the report")
     demo_parser.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs/demo"),
@@ -147,6 +149,19 @@ def _add_comparison_commands(commands) -> None:
                            help="recompute every run (and replace its cached result)")
     comparing.add_argument("--no-figures", action="store_true", help="skip the figures")
     comparing.set_defaults(command=compare_command)
+
+
+def _add_sweep_command(commands) -> None:
+    sweeping = commands.add_parser(
+        "sweep", help="train and score every trial of a sweep on Dask; mean +- std over seeds")
+    sweeping.add_argument("spec", type=pathlib.Path, metavar="SWEEP.json")
+    sweeping.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs/sweep"),
+                          metavar="DIR", help="output folder (default: runs/sweep)")
+    sweeping.add_argument("--scheduler", metavar="ADDRESS",
+                          help="a Dask scheduler (default: a local cluster on this machine)")
+    sweeping.add_argument("--workers", type=_count, metavar="N",
+                          help="worker processes of the local cluster (default: one per core)")
+    sweeping.set_defaults(command=sweep_command)
 
 
 def _add_zoo_commands(commands) -> None:
@@ -278,6 +293,16 @@ def compare_command(args: argparse.Namespace) -> int:
                          cache=not args.no_cache, figures=not args.no_figures)
     print()
     print(comparison.table())
+    return 0
+
+
+def sweep_command(args: argparse.Namespace) -> int:
+    """Run the trials of a sweep not done yet in ``--out`` and print the spread per
+    configuration."""
+    result = sweep(Sweep.from_file(args.spec), args.out, scheduler=args.scheduler,
+                   n_workers=args.workers or None)
+    print(result.table())
+    print(f"\nper trial: {args.out / 'summary.json'}")
     return 0
 
 
