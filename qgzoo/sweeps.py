@@ -35,14 +35,13 @@ from qgzoo.core.schema import invalid_spec, validation_messages
 from qgzoo.core.spec import FrozenSpec
 from qgzoo.data.store import load_reference
 from qgzoo.evaluation import metrics
-from qgzoo.evaluation.comparison import compare
+from qgzoo.evaluation.comparison import TRIAL_RESULT, TRIALS, compare
 from qgzoo.training import trained
 from qgzoo.training.experiment import Experiment
 from qgzoo.training.trainer import train
 
 #: The field path whose values are seeds: configurations differ in everything else.
 SEED = "training.seed"
-RESULT = "result.json"
 SWEEP = "sweep.json"
 #: Held-out samples per test run scored offline.
 OFFLINE_SAMPLES = 50
@@ -103,6 +102,13 @@ class Trial:
     def configuration(self) -> dict[str, Any]:
         """Its values but the seed: trials that differ only by seed share it."""
         return {path: value for path, value in self.values.items() if path != SEED}
+
+    @property
+    def label(self) -> str:
+        """Its configuration in a few words (``learning_rate=0.001``), the name of its group
+        in a comparison."""
+        return " ".join(f"{path.rsplit('.', 1)[-1]}={value}"
+                        for path, value in self.configuration.items())
 
 
 class Sweep(FrozenSpec):
@@ -177,10 +183,26 @@ class Sweep(FrozenSpec):
 
 # --- running ---------------------------------------------------------------------------
 
-def run_trial(experiment: dict, folder: str, benchmark: str | None = None) -> dict:
+def build_reference(experiment: dict) -> None:
+    """Build the reference store a trial of ``experiment`` reads, if it is not built yet.
+
+    Runs on a Dask worker before the trials that read the store, so that they
+    do not build it side by side (stores on object stores are not locked).
+    A failure is left for those trials to meet and record.
+    """
+    spec = Experiment.model_validate(experiment)
+    try:
+        load_reference(spec.reference, spec.coarsener, progress=False)
+    except Exception:  # recorded by every trial that needs the store
+        pass
+
+
+def run_trial(experiment: dict, folder: str, benchmark: str | None = None,
+              label: str = "", after: None = None) -> dict:
     """Train and score one trial into ``folder``; its record, also in ``folder/result.json``.
 
-    Runs on a Dask worker. A trial that fails is recorded with its error (the
+    Runs on a Dask worker (``after``: the result of the task it waits for, the
+    reference's build). A trial that fails is recorded with its error (the
     sweep goes on); one whose worker dies is run again and resumes from its
     checkpoint, if it had one.
     """
@@ -188,12 +210,14 @@ def run_trial(experiment: dict, folder: str, benchmark: str | None = None) -> di
     try:
         spec = Experiment.model_validate(experiment)
         result = train(spec, folder, progress=False)
-        record = {"status": "done", **trial_scores(result, folder, benchmark)}
+        record = {"status": "done", "configuration": label,
+                  **trial_scores(result, folder, benchmark)}
     except Exception as error:  # a failed trial is a result of the sweep, not its end
-        record = {"status": "failed", "error": f"{type(error).__name__}: {error}",
+        record = {"status": "failed", "configuration": label,
+                  "error": f"{type(error).__name__}: {error}",
                   "traceback": traceback.format_exc()}
     folder.mkdir(parents=True, exist_ok=True)  # a trial may fail before training makes it
-    files.atomic_write_text(folder / RESULT, json.dumps(record, indent=2, allow_nan=False))
+    files.atomic_write_text(folder / TRIAL_RESULT, json.dumps(record, indent=2, allow_nan=False))
     return record
 
 
@@ -306,7 +330,7 @@ def sweep(spec: Sweep | dict | str | pathlib.Path, out: str | pathlib.Path = "ru
     trials = spec.trials()
     with files.locked(out):
         _claim(out, spec)
-        records = {t.name: _record(out / "trials" / t.name) for t in trials}
+        records = {t.name: _record(out / TRIALS / t.name) for t in trials}
         todo = [t for t in trials if (records[t.name] or {}).get("status") != "done"]
         if progress:
             print(f"sweep: {len(trials)} trials, {len(trials) - len(todo)} done before, "
@@ -329,7 +353,12 @@ def _claim(out: pathlib.Path, spec: Sweep) -> None:
 
 
 def _record(folder: pathlib.Path) -> dict | None:
-    return files.read_cache(folder / RESULT, lambda path: json.loads(path.read_text()))
+    return files.read_cache(folder / TRIAL_RESULT, lambda path: json.loads(path.read_text()))
+
+
+def _store_of(trial: Trial) -> str:
+    return files.content_hash(trial.experiment.reference.model_dump(mode="json"),
+                              trial.experiment.coarsener.model_dump(mode="json"))
 
 
 def _run_on_dask(todo: list[Trial], out: pathlib.Path, benchmark: str | None,
@@ -343,9 +372,15 @@ def _run_on_dask(todo: list[Trial], out: pathlib.Path, benchmark: str | None,
                                threads_per_worker=1, processes=True, dashboard_address=None)
     client = Client(scheduler or cluster)
     try:
+        builds = {}  # one build per store that the trials read, before them
+        for trial in todo:
+            key = _store_of(trial)
+            if key not in builds:
+                builds[key] = client.submit(build_reference, trial.experiment.model_dump(
+                    mode="json"), key=f"reference-{key}")
         futures = {client.submit(run_trial, t.experiment.model_dump(mode="json"),
-                                 str(out / "trials" / t.name), benchmark, key=t.name,
-                                 pure=False): t for t in todo}
+                                 str(out / TRIALS / t.name), benchmark, t.label,
+                                 builds[_store_of(t)], key=t.name, pure=False): t for t in todo}
         records = {}
         for done, future in enumerate(as_completed(futures), 1):
             trial = futures[future]

@@ -3,6 +3,7 @@ failed ones recorded, a killed worker's trial run again."""
 
 import json
 import os
+import shutil
 import signal
 import threading
 import time
@@ -30,7 +31,8 @@ def grid(**training) -> dict:
 def test_axes_make_a_grid_or_random_draws_and_bad_ones_are_named_before_any_run():
     trials = Sweep.model_validate(grid()).trials()
     assert [t.values for t in trials] == [
-        {"training.seed": s, "optimizer.learning_rate": lr} for s in (0, 1, 2) for lr in (1e-3, 3e-3)]
+        {"training.seed": s, "optimizer.learning_rate": lr}
+        for s in (0, 1, 2) for lr in (1e-3, 3e-3)]
     assert trials[1].experiment.optimizer.learning_rate == 3e-3
     assert trials[1].configuration == {"optimizer.learning_rate": 3e-3}
     assert len({t.name for t in trials}) == 6
@@ -51,9 +53,15 @@ def test_axes_make_a_grid_or_random_draws_and_bad_ones_are_named_before_any_run(
         Sweep.model_validate({"base": BASE, "axes": {"optimizer.learning_rate": [1e-3, -1]}})
 
 
-def test_a_sweep_of_three_seeds_and_two_rates_on_two_workers(small_data, tmp_path, capsys):
-    out = tmp_path / "sweep"
-    result = qgzoo.sweep(grid(), out, n_workers=2, progress=False)
+@pytest.fixture(scope="module")
+def swept(small_data, tmp_path_factory):
+    """The sweep of 3 seeds x 2 learning rates, run on a local cluster of 2 workers."""
+    out = tmp_path_factory.mktemp("swept") / "sweep"
+    return out, qgzoo.sweep(grid(), out, n_workers=2, progress=False)
+
+
+def test_a_sweep_of_three_seeds_and_two_rates_on_two_workers(swept, small_data, capsys):
+    out, result = swept
     rows = result.rows()
     assert len(rows) == 6 and {r["status"] for r in rows} == {"done"}
     # A trial on a worker is the same training as in this process.
@@ -94,6 +102,43 @@ def test_a_failed_trial_is_recorded_and_the_others_go_on(small_data, tmp_path, c
     assert cli.main(["sweep", str(_write(tmp_path / "s.json", spec)), "--out",
                      str(tmp_path / "sweep"), "--workers", "1"]) == 0
     assert "2 seeds [0, 1]" in capsys.readouterr().out
+
+
+def test_compare_shows_a_sweep_as_one_row_per_configuration_with_its_spread(swept, tmp_path):
+    from qgzoo.data import store
+    from qgzoo.evaluation import figures
+    from qgzoo.evaluation.benchmark import Benchmark
+    # Two seeds per learning rate of the sweep, copied as a sweep of their own (fewer runs).
+    out = tmp_path / "sweep"
+    for trial in swept[1].trials:
+        if trial.experiment.training.seed < 2:
+            shutil.copytree(swept[0] / "trials" / trial.name, out / "trials" / trial.name)
+    # A short benchmark at the trials' low resolution: 6 samples of 2 runs.
+    spec = qgzoo.ReferenceSpec(hires_nx=32, lores_nx=16, n_runs=2, n_test_runs=1, spinup_steps=50,
+                               n_samples=6, n_hires_snapshots=2, coarseners=[{"kind": "operator1"}])
+    path = store.build_store(spec, tmp_path / "bench.zarr", progress=False)
+    bench = Benchmark.from_store("small", spec, {"kind": "operator1"}, path, progress=False)
+    comparison = qgzoo.compare([str(out), "none"], [bench], out=tmp_path / "compare",
+                               figures=False, progress=False)
+    assert len(comparison.entries) == 5
+    rows = {row["entry"]: row for row in comparison.rows()}
+    assert set(rows) == {"sweep learning_rate=0.001", "sweep learning_rate=0.003", "none"}
+    for name in ("sweep learning_rate=0.001", "sweep learning_rate=0.003"):
+        seeds = [e.name for e in comparison.entries if e.group == name]
+        assert sorted(seeds) == [f"{name} seed {s}" for s in (0, 1)]
+        means = [np.mean(list(comparison.scores(s, "small").values())) for s in seeds]
+        assert rows[name]["seeds"] == 2
+        assert rows[name]["mean"] == pytest.approx(np.mean(means), rel=1e-12)
+        assert rows[name]["mean_std"] == pytest.approx(np.std(means, ddof=1), rel=1e-9)
+        runs = [comparison.results[s, "small"].blowup_step.size for s in seeds]
+        assert rows[name]["stable"].endswith(f"/{sum(runs)}")
+    assert rows["none"]["seeds"] == 1 and "mean_std" not in rows["none"]
+    board = (tmp_path / "compare" / "leaderboard.md").read_text()
+    assert "| seeds |" in board and " ± " in board
+    figure = figures.mean_similarity(comparison)
+    bars = [patch.get_width() for patch in figure.axes[0].patches]
+    assert bars == pytest.approx([row["mean"] for row in rows.values()], rel=1e-12) or \
+        sorted(bars) == pytest.approx(sorted(row["mean"] for row in rows.values()), rel=1e-12)
 
 
 def _write(path, data):

@@ -119,13 +119,15 @@ def _add_data_commands(commands) -> None:
     building.add_argument("spec", metavar="SPEC",
                           help=f"reference or experiment JSON file, or a preset: "
                                f"{', '.join(REFERENCES)}")
-    building.add_argument("--out", type=pathlib.Path, metavar="PATH",
-                          help="store path (default: the cache, keyed by the spec)")
+    building.add_argument("--out", type=files.location, metavar="PATH",
+                          help="store folder or fsspec URL, e.g. s3://bucket/ref.zarr "
+                               "(default: $QGZOO_STORES or the cache, keyed by the spec)")
     building.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     building.set_defaults(command=data_build_command)
     info = data_commands.add_parser(
         "info", help="describe a reference store, checking what it holds now")
-    info.add_argument("path", type=pathlib.Path, metavar="PATH")
+    info.add_argument("path", type=files.location, metavar="PATH",
+                      help="store folder or fsspec URL")
     info.add_argument("--verify", action="store_true",
                       help="also compare every file with the SHA-256 recorded at build time")
     info.set_defaults(command=data_info_command)

@@ -1,6 +1,13 @@
-"""Files and places: the one atomic write, checksums, saved pytrees, locks, reading text
-files, disposable caches, the one content hash, where the cache and the zoo live, and
-every environment variable qgzoo reads.
+"""Files and places: local folders and object stores, the one atomic write, checksums,
+saved pytrees, locks, reading text files, disposable caches, the one content hash, where
+the cache, the stores and the zoo live, and every environment variable qgzoo reads.
+
+``location`` makes a ``pathlib.Path`` of a local path (or ``file://`` URL)
+and a ``UPath`` (universal-pathlib, on fsspec) of any other URL: ``s3://``,
+``gs://``, ``memory://``... Reference stores may live at such a URL; the
+functions here write to both. On an object store a write of one object is
+already all or nothing, so it is written in place, and there are no locks:
+``locked`` guards folders on this machine's disks only.
 
 A file written by ``checked_write`` has its SHA-256 beside it (``NAME.sha256``)
 and ``verified`` refuses bytes that do not match. The checksum file is written
@@ -11,6 +18,10 @@ Environment variables:
 
 - ``QGZOO_CACHE``: the cache of reference stores, benchmarks and runs
   (default ``~/.cache/qgzoo``);
+- ``QGZOO_STORES``: where reference stores are built and read, a folder or
+  an fsspec URL (default: the cache); credentials and endpoints come from
+  the filesystem's own settings (for S3, ``AWS_ENDPOINT_URL`` and the other
+  ``AWS_*`` variables);
 - ``QGZOO_REGISTRY``: the zoo's folder (default: the ``registry/`` shipped in
   the installed package, or that of the source checkout);
 - ``QGZOO_PLUGINS``: comma-separated entry-point names of the only plugins to
@@ -28,7 +39,7 @@ import pathlib
 import socket
 import sys
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import equinox as eqx
 import jax
@@ -37,11 +48,38 @@ import numpy as np
 from qgzoo.core.errors import UserError
 
 ENV_CACHE = "QGZOO_CACHE"
+ENV_STORES = "QGZOO_STORES"
 ENV_REGISTRY = "QGZOO_REGISTRY"
 ENV_PLUGINS = "QGZOO_PLUGINS"
 
 _PACKAGE = pathlib.Path(__file__).resolve().parents[1]
 T = TypeVar("T")
+
+
+#: A local path, or a path on an fsspec filesystem (``upath.UPath``).
+Location = Any
+
+
+def location(path: str | os.PathLike) -> Location:
+    """``path`` as a ``pathlib.Path`` if it is local (a path or a ``file://`` URL), else as
+    a ``UPath`` on its fsspec filesystem."""
+    if isinstance(path, pathlib.Path) or hasattr(path, "fs"):  # already a location
+        return path
+    text = os.fspath(path)
+    if text.startswith("file://"):
+        return pathlib.Path(text.removeprefix("file://"))
+    if "://" not in text:
+        return pathlib.Path(text)
+    import upath  # here, not at the top: fsspec is imported only by a URL
+    try:
+        return upath.UPath(text)
+    except (ValueError, ImportError) as error:
+        raise UserError(f"{text}: {error}") from None
+
+
+def is_remote(path: Location) -> bool:
+    """Whether ``path`` (from ``location``) is on an fsspec filesystem, not a local disk."""
+    return not isinstance(path, pathlib.Path)
 
 
 def atomic_write(path: str | pathlib.Path, write: Callable[[pathlib.Path], object]) -> pathlib.Path:
@@ -50,8 +88,12 @@ def atomic_write(path: str | pathlib.Path, write: Callable[[pathlib.Path], objec
     The temporary name holds the process id, so that two writers never share
     one, and keeps the suffix (``x.npz`` -> ``x.npz.123.tmp.npz``), as
     ``np.savez`` wants one. A reader sees the old file or the new one, never a part.
+    On an object store ``write(path)`` writes in place: an object is replaced whole.
     """
-    path = pathlib.Path(path)
+    path = location(path)
+    if is_remote(path):
+        write(path)
+        return path
     tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp{path.suffix}")
     try:
         write(tmp)
@@ -69,15 +111,29 @@ def atomic_write_text(path: str | pathlib.Path, text: str) -> pathlib.Path:
 def file_sha256(path: str | pathlib.Path) -> str:
     """The SHA-256 of a file's bytes, as 64 hex digits."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with location(path).open("rb") as handle:
         for block in iter(lambda: handle.read(2**20), b""):
             digest.update(block)
     return digest.hexdigest()
 
 
+def sizes(folder: Location) -> dict[str, int]:
+    """Size (bytes) of every file under ``folder``, by its path inside it ("a/b/c"): one
+    listing, also on an object store."""
+    folder = location(folder)
+    if not is_remote(folder):
+        return {file.relative_to(folder).as_posix(): file.stat().st_size
+                for file in folder.rglob("*") if file.is_file()}
+    folder.fs.invalidate_cache()  # another filesystem instance (zarr's) may have written
+    root = folder.path.rstrip("/") + "/"
+    found = folder.fs.find(folder.path, detail=True) if folder.exists() else {}
+    return {name.removeprefix(root): info["size"] for name, info in found.items()
+            if info.get("type") == "file" and name.startswith(root)}
+
+
 def checksum_path(path: str | pathlib.Path) -> pathlib.Path:
     """Where the checksum of ``path`` is kept: ``NAME.sha256`` beside it."""
-    path = pathlib.Path(path)
+    path = location(path)
     return path.with_name(path.name + ".sha256")
 
 
@@ -85,7 +141,7 @@ def checked_write(path: str | pathlib.Path,
                   write: Callable[[pathlib.Path], object]) -> pathlib.Path:
     """``atomic_write`` that records the new bytes' SHA-256 in ``checksum_path(path)``,
     with that of the bytes they replace, before replacing them."""
-    path = pathlib.Path(path)
+    path = location(path)
 
     def write_and_record(tmp: pathlib.Path) -> None:
         write(tmp)
@@ -97,7 +153,11 @@ def checked_write(path: str | pathlib.Path,
 
 def write_tree(path: str | pathlib.Path, tree) -> pathlib.Path:
     """Save the leaves of the pytree ``tree`` (equinox's format) with ``checked_write``."""
-    return checked_write(path, lambda tmp: eqx.tree_serialise_leaves(tmp, tree))
+    def write(tmp):
+        with tmp.open("wb") as handle:
+            eqx.tree_serialise_leaves(handle, tree)
+
+    return checked_write(path, write)
 
 
 def read_tree(path: str | pathlib.Path, like):
@@ -107,9 +167,10 @@ def read_tree(path: str | pathlib.Path, like):
     written for another tree, and non-finite numbers are each a ``UserError``
     naming the file.
     """
-    verified(path)
+    path = verified(path)
     try:
-        tree = eqx.tree_deserialise_leaves(path, like)
+        with path.open("rb") as handle:
+            tree = eqx.tree_deserialise_leaves(handle, like)
     except Exception as error:  # numpy and equinox raise several types for bad bytes
         raise UserError(f"{path} is truncated or does not hold what it should here "
                         f"({type(error).__name__}); delete it and write it again") from None
@@ -125,7 +186,7 @@ def verified(path: str | pathlib.Path) -> pathlib.Path:
 
     A missing file or a mismatch is a ``UserError`` naming the file.
     """
-    path = pathlib.Path(path)
+    path = location(path)
     if not path.is_file():
         raise UserError(f"{path} is missing")
     sums = checksum_path(path)
@@ -137,13 +198,14 @@ def verified(path: str | pathlib.Path) -> pathlib.Path:
 
 def remove(path: str | pathlib.Path) -> None:
     """Delete ``path`` and its checksum file, if they exist."""
-    pathlib.Path(path).unlink(missing_ok=True)
-    checksum_path(path).unlink(missing_ok=True)
+    for file in (location(path), checksum_path(path)):
+        if file.exists():
+            file.unlink()
 
 
 def read_text(path: str | pathlib.Path, what: str = "file") -> str:
     """The UTF-8 text of ``path``; a missing, unreadable or non-UTF-8 file is a ``UserError``."""
-    path = pathlib.Path(path)
+    path = location(path)
     try:
         return path.read_bytes().decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -181,8 +243,11 @@ def locked(path: str | pathlib.Path, *, wait: bool = False) -> Iterator[None]:
     Locks are advisory ``flock`` locks on ``lock_path(path)``, released by the
     system when the holder exits, however it exits. If another process holds
     it: a ``UserError`` naming that process, or with ``wait``, a note on
-    stderr and a wait for it.
+    stderr and a wait for it. A folder on an object store is not locked.
     """
+    if is_remote(location(path)):
+        yield
+        return
     lock = lock_path(path)
     blocker = next((p for p in lock.parents if p.exists() and not p.is_dir()), None)
     if blocker is not None:
@@ -246,6 +311,12 @@ def content_hash(*parts) -> str:
 def cache_dir() -> pathlib.Path:
     """The cache folder: ``$QGZOO_CACHE``, else ``~/.cache/qgzoo``."""
     return pathlib.Path(os.environ.get(ENV_CACHE, pathlib.Path.home() / ".cache" / "qgzoo"))
+
+
+def stores_dir() -> Location:
+    """Where reference stores are built and read: ``$QGZOO_STORES`` (a folder or an fsspec
+    URL), else ``cache_dir()``."""
+    return location(os.environ[ENV_STORES]) if os.environ.get(ENV_STORES) else cache_dir()
 
 
 def registry_dir() -> pathlib.Path:

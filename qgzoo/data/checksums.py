@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import pathlib
 from collections.abc import Callable
 
 import numpy as np
@@ -39,28 +38,28 @@ MANIFEST = "checksums.json"
 MANIFEST_FORMAT = 1
 
 
-def store_files(path: pathlib.Path) -> list[str]:
-    """Paths (inside the store, sorted) of the files in the store's folders."""
-    return sorted(file.relative_to(path).as_posix() for file in path.glob("*/**/*")
-                  if file.is_file())
+def store_files(path: files.Location) -> dict[str, int]:
+    """Size (bytes) of each file in the store's folders, by its path inside the store."""
+    return {name: size for name, size in sorted(files.sizes(path).items()) if "/" in name}
 
 
-def write_manifest(path: pathlib.Path, spec_hash: str) -> None:
+def write_manifest(path: files.Location, spec_hash: str) -> None:
     """Record the size (bytes) and SHA-256 of every file in the folders of the store at ``path``.
 
     ``spec_hash`` stands for the root's spec attribute, which is left out with
     the root's other attributes.
     """
-    # A write killed midway leaves zarr's temporary ``*.partial`` file; nothing reads it.
-    for partial in path.glob("*/**/*.partial"):
-        partial.unlink()
-    listed = {name: {"bytes": (path / name).stat().st_size,
-                     "sha256": files.file_sha256(path / name)} for name in store_files(path)}
+    # A local write killed midway leaves zarr's temporary ``*.partial`` file; nothing reads it.
+    if not files.is_remote(path):
+        for partial in path.glob("*/**/*.partial"):
+            partial.unlink()
+    listed = {name: {"bytes": size, "sha256": files.file_sha256(path / name)}
+              for name, size in store_files(path).items()}
     manifest = {"format": MANIFEST_FORMAT, "spec": spec_hash, "files": listed}
     files.atomic_write_text(path / MANIFEST, json.dumps(manifest, indent=1) + "\n")
 
 
-def read_manifest(path: pathlib.Path) -> dict | None:
+def read_manifest(path: files.Location) -> dict | None:
     """The manifest of the store at ``path``; None if it has none.
 
     Raises ValueError, naming the manifest, if it cannot be read or is not one.
@@ -79,7 +78,7 @@ def read_manifest(path: pathlib.Path) -> dict | None:
     return manifest
 
 
-def file_problems(path: pathlib.Path, root: zarr.Group,
+def file_problems(path: files.Location, root: zarr.Group,
                   spec: ReferenceSpec) -> tuple[dict | None, list[str]]:
     """The cheap check of a complete store (reads no chunk): the files of its manifest
     there with their sizes (bytes), else the arrays of its spec; (manifest, problems)."""
@@ -98,24 +97,25 @@ def file_problems(path: pathlib.Path, root: zarr.Group,
     return manifest, size_problems(path, manifest) or structure_problems(root, spec)
 
 
-def size_problems(path: pathlib.Path, manifest: dict) -> list[str]:
+def size_problems(path: files.Location, manifest: dict) -> list[str]:
     """The cheap check: files of ``manifest`` missing from the store, or of another size."""
     return _check(path, manifest, hashes=False)
 
 
-def hash_problems(path: pathlib.Path, manifest: dict) -> list[str]:
+def hash_problems(path: files.Location, manifest: dict) -> list[str]:
     """The full check: ``size_problems``, files whose SHA-256 differs, and files not listed."""
+    present = store_files(path)
     unlisted = [f"{name} is not among the checksums (the build did not write it)"
-                for name in store_files(path) if name not in manifest["files"]]
-    return _check(path, manifest, hashes=True) + unlisted
+                for name in present if name not in manifest["files"]]
+    return _check(path, manifest, hashes=True, present=present) + unlisted
 
 
-def _check(path, manifest, hashes):
+def _check(path, manifest, hashes, present=None):
+    present = store_files(path) if present is None else present
     missing, problems = [], []
     for name, entry in manifest["files"].items():
-        try:
-            size = (path / name).stat().st_size
-        except OSError:
+        size = present.get(name)
+        if size is None:
             missing.append(name)
             continue
         if size != entry["bytes"]:
@@ -123,22 +123,22 @@ def _check(path, manifest, hashes):
         elif hashes and files.file_sha256(path / name) != entry["sha256"]:
             problems.append(f"{name} does not match its SHA-256 (its bytes changed after "
                             f"the build)")
-    return _missing(path, missing) + problems
+    return _missing(missing, present) + problems
 
 
-def _missing(path, names):
-    """One problem per missing file, or per missing folder with the number of files it held."""
-    folders: dict[str, int] = {}
-    problems = []
+def _missing(names, present):
+    """One problem per missing file, or per missing folder of several files with their number
+    (folders are those of the files present: an object store has no empty ones)."""
+    folders_present = {"/".join(name.split("/")[:i])
+                       for name in present for i in range(1, name.count("/") + 1)}
+    folders: dict[str, list[str]] = {}
     for name in names:
         parts = name.split("/")
         gone = next(("/".join(parts[:i]) for i in range(1, len(parts))
-                     if not (path / "/".join(parts[:i])).is_dir()), None)
-        if gone is None:
-            problems.append(f"{name} is missing")
-        else:
-            folders[gone] = folders.get(gone, 0) + 1
-    return [f"{folder}/ is missing (all {n} files)" for folder, n in folders.items()] + problems
+                     if "/".join(parts[:i]) not in folders_present), name)
+        folders.setdefault(gone, []).append(name)
+    return [f"{folder}/ is missing (all {len(lost)} files)" if len(lost) > 1 else
+            f"{lost[0]} is missing" for folder, lost in folders.items()]
 
 
 def chunk_key(array: zarr.Array, coords: tuple[int, ...]) -> str:
@@ -164,14 +164,14 @@ def touched_chunks(array: zarr.Array, key) -> list[tuple[int, ...]]:
     return list(itertools.product(*per_axis))
 
 
-def chunk_problems(path: pathlib.Path, array: zarr.Array, chunks=None,
+def chunk_problems(path: files.Location, array: zarr.Array, chunks=None,
                    where=lambda coords: "") -> list[str]:
     """Chunks of ``array`` (all, or those at ``chunks``) that are missing, cannot be decoded,
     or hold non-finite values; ``where(coords)`` adds to a chunk's name (which run...)."""
-    problems = []
+    problems, present = [], store_files(path)
     for coords in np.ndindex(array.cdata_shape) if chunks is None else chunks:
         name = chunk_key(array, coords) + where(coords)
-        if not (path / chunk_key(array, coords)).is_file():
+        if chunk_key(array, coords) not in present:
             problems.append(f"{name} is missing (it reads as {array.fill_value})")
             continue
         try:
@@ -236,7 +236,7 @@ def structure_problems(root: zarr.Group, spec: ReferenceSpec) -> list[str]:
     return problems
 
 
-def value_problems(path: pathlib.Path, root: zarr.Group, spec: ReferenceSpec) -> list[str]:
+def value_problems(path: files.Location, root: zarr.Group, spec: ReferenceSpec) -> list[str]:
     """Chunks of every array that are missing, undecodable or hold non-finite values."""
     split = {run: name for name, runs in spec.split_runs().items() for run in runs}
     problems = []
@@ -252,7 +252,7 @@ class CheckedArray:
     """A zarr array of a store whose failed reads raise ``fail(problems)``, the problems
     naming the chunk files at fault."""
 
-    def __init__(self, array: zarr.Array, path: pathlib.Path,
+    def __init__(self, array: zarr.Array, path: files.Location,
                  fail: Callable[[list[str]], Exception]):
         self.array, self.path, self.fail = array, path, fail
         self.shape, self.dtype = array.shape, array.dtype

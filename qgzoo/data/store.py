@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import functools
 import os
-import pathlib
 import shutil
 import warnings
 
@@ -73,9 +72,19 @@ def store_key(spec: ReferenceSpec) -> str:
     return files.content_hash([DATA_VERSION, spec.model_dump(mode="json")])
 
 
-def store_path(spec: ReferenceSpec) -> pathlib.Path:
-    """Where the cache keeps the store of ``spec``."""
-    return files.cache_dir() / f"reference-{store_key(spec)}.zarr"
+def store_path(spec: ReferenceSpec) -> files.Location:
+    """Where the store of ``spec`` is built and read: in ``files.stores_dir()``, the cache
+    unless ``$QGZOO_STORES`` names a folder or an object store."""
+    return files.stores_dir() / f"reference-{store_key(spec)}.zarr"
+
+
+def _group(path: files.Location, mode: str) -> zarr.Group:
+    """The zarr group at ``path``, a local folder or a URL (through fsspec)."""
+    if not files.is_remote(path):
+        return zarr.open_group(path, mode=mode)
+    store = zarr.storage.FsspecStore.from_url(str(path), read_only=mode == "r",
+                                              storage_options=dict(path.storage_options))
+    return zarr.open_group(store, mode=mode)
 
 
 def _plan(spec: ReferenceSpec) -> list[tuple[str, int]]:
@@ -188,21 +197,23 @@ def _create(root: zarr.Group, spec: ReferenceSpec):
                       data_version=DATA_VERSION, complete=False)
 
 
-def _resume_path(path: pathlib.Path) -> pathlib.Path:
+def _resume_path(path: files.Location) -> files.Location:
     return path.with_name(path.name + ".resume.eqx")
 
 
-def build_store(spec: ReferenceSpec, path: str | pathlib.Path, *, progress: bool = True,
-                stop_after_chunks: int | None = None) -> pathlib.Path:
+def build_store(spec: ReferenceSpec, path: str | files.Location, *, progress: bool = True,
+                stop_after_chunks: int | None = None) -> files.Location:
     """Build (or resume building) the store of ``spec`` at ``path``; returns the path.
 
     The build holds the store's lock: a second process building the same
     store waits for the first (saying so on stderr), then finds it complete.
-    ``stop_after_chunks`` stops early, as if interrupted (for tests).
+    ``stop_after_chunks`` stops early, as if interrupted (for tests). ``path``
+    may be an fsspec URL (``s3://bucket/ref.zarr``): each chunk's samples are
+    written there as they come, and nothing locks it, so build it from one process.
     """
     if not spec.coarseners:
         raise ValueError("a reference store needs at least one coarsener in spec.coarseners")
-    path = pathlib.Path(path)
+    path = files.location(path)
     with files.locked(path, wait=True):
         root = _open_for_writing(spec, path)
         if not root.attrs.get("complete"):
@@ -210,7 +221,7 @@ def build_store(spec: ReferenceSpec, path: str | pathlib.Path, *, progress: bool
     return path
 
 
-def _fill(root: zarr.Group, spec: ReferenceSpec, path: pathlib.Path, progress: bool,
+def _fill(root: zarr.Group, spec: ReferenceSpec, path: files.Location, progress: bool,
           stop_after_chunks: int | None) -> None:
     """Run the chunks of the plan not done yet, then record the checksums and checks."""
     plan = _plan(spec)
@@ -253,8 +264,19 @@ def _fill(root: zarr.Group, spec: ReferenceSpec, path: pathlib.Path, progress: b
         warnings.warn(f"{path}: {message}", stacklevel=3)
 
 
-def _open_for_writing(spec: ReferenceSpec, path: pathlib.Path) -> zarr.Group:
-    """The store of ``spec`` at ``path``, created (all at once) if there is none."""
+def _open_for_writing(spec: ReferenceSpec, path: files.Location) -> zarr.Group:
+    """The store of ``spec`` at ``path``, created (all at once) if there is none.
+
+    A local store is created beside its path and moved there; on an object
+    store, which cannot move folders, the spec is the last attribute written,
+    so one without it is a creation cut short and is made again.
+    """
+    if files.is_remote(path):
+        if (path / "zarr.json").exists() and "qgzoo_spec" in _group(path, "r").attrs:
+            _check_spec(_open_store(path)[0], spec, path)
+            return _group(path, "r+")
+        _create(_group(path, "w"), spec)
+        return _group(path, "r+")
     if path.exists():
         _check_spec(_open_store(path)[0], spec, path)
         return zarr.open_group(path, mode="r+")
@@ -318,7 +340,7 @@ def _check_spec(root, spec, path):
                          "use another path or delete it")
 
 
-def _open_store(path: pathlib.Path) -> tuple[zarr.Group, ReferenceSpec]:
+def _open_store(path: files.Location) -> tuple[zarr.Group, ReferenceSpec]:
     """The root group and spec of the qgzoo store at ``path``; a StoreError if it is none."""
     if not path.exists():
         raise StoreError(f"no reference store at {path}")
@@ -326,7 +348,7 @@ def _open_store(path: pathlib.Path) -> tuple[zarr.Group, ReferenceSpec]:
         raise StoreError(f"{path} is a file, not a reference store (a folder written by "
                          f"`qgzoo data build`)")
     try:
-        root = zarr.open_group(path, mode="r")
+        root = _group(path, "r")
     except Exception as error:  # zarr's errors for missing or bad metadata vary by version
         if not (path / "zarr.json").exists():
             raise StoreError(f"{path} is not a reference store: it has no zarr.json (stores "
@@ -344,19 +366,23 @@ def _open_store(path: pathlib.Path) -> tuple[zarr.Group, ReferenceSpec]:
                          f"missing") from None
 
 
-def _damaged(path: pathlib.Path, spec: ReferenceSpec, problems: list[str]) -> StoreError:
+def _damaged(path: files.Location, spec: ReferenceSpec, problems: list[str]) -> StoreError:
     """The error for a store whose files are missing or wrong: each problem, then the fix."""
     shown = problems[:MAX_PROBLEMS_SHOWN]
     if len(problems) > len(shown):
         shown.append(f"and {len(problems) - len(shown)} more")
-    cached = path.resolve() == store_path(spec).resolve()
+    cached = _resolved(path) == _resolved(store_path(spec))
     build = "`qgzoo data build SPEC`" if cached else f"`qgzoo data build SPEC --out {path}`"
     return StoreError(f"{path} is damaged: {'; '.join(shown)}; delete the store and rebuild "
                       f"it with {build}, SPEC being a JSON file of the spec it was built from "
                       f"(qgzoo_spec in its zarr.json)", problems)
 
 
-def _check_files(path: pathlib.Path, root: zarr.Group, spec: ReferenceSpec) -> dict | None:
+def _resolved(path: files.Location) -> str:
+    return str(path if files.is_remote(path) else path.resolve())
+
+
+def _check_files(path: files.Location, root: zarr.Group, spec: ReferenceSpec) -> dict | None:
     """``checksums.file_problems`` as a StoreError; returns the manifest (None: it has none)."""
     manifest, problems = checksums.file_problems(path, root, spec)
     if problems:
@@ -364,7 +390,7 @@ def _check_files(path: pathlib.Path, root: zarr.Group, spec: ReferenceSpec) -> d
     return manifest
 
 
-def open_reference(path: str | pathlib.Path, coarsener: CoarsenerSpec | None = None,
+def open_reference(path: str | files.Location, coarsener: CoarsenerSpec | None = None,
                    spec: ReferenceSpec | None = None) -> ReferenceData:
     """The data of one coarsener (default: the first) from a complete qgzoo store.
 
@@ -372,7 +398,7 @@ def open_reference(path: str | pathlib.Path, coarsener: CoarsenerSpec | None = N
     (a cheap check: no file is read); a chunk found damaged when read later is
     a StoreError naming its file.
     """
-    path = pathlib.Path(path)
+    path = files.location(path)
     root, stored = _open_store(path)
     if spec is not None:
         _check_spec(root, spec, path)
@@ -389,14 +415,14 @@ def open_reference(path: str | pathlib.Path, coarsener: CoarsenerSpec | None = N
                           for f in FIELDS}, stored.n_test_runs, stored.n_val_runs)
 
 
-def verify_store(path: str | pathlib.Path) -> int | None:
+def verify_store(path: str | files.Location) -> int | None:
     """Compare every file of the complete store at ``path`` with the size (bytes) and
     SHA-256 recorded when it was built; the number of files compared, or None for a
     store built before qgzoo recorded checksums.
 
     A StoreError lists every file that is missing, changed, or not written by the build.
     """
-    path = pathlib.Path(path)
+    path = files.location(path)
     root, spec = _open_store(path)
     if not root.attrs.get("complete"):
         raise StoreError(f"{path} is incomplete, so it has no checksums yet; run "
@@ -410,7 +436,7 @@ def verify_store(path: str | pathlib.Path) -> int | None:
     return len(manifest["files"])
 
 
-def describe_store(path: str | pathlib.Path, *, verify: bool = False) -> str:
+def describe_store(path: str | files.Location, *, verify: bool = False) -> str:
     """A readable summary of a store: spec, size, splits, checks, training-split RMS.
 
     The checks are made now on what the store holds: its files and arrays,
@@ -418,9 +444,9 @@ def describe_store(path: str | pathlib.Path, *, verify: bool = False) -> str:
     a StoreError naming the file. ``verify`` also compares every file with its
     SHA-256 (``verify_store``).
     """
-    path = pathlib.Path(path)
+    path = files.location(path)
     root, spec = _open_store(path)
-    size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+    size = sum(files.sizes(path).values())
     lines = [f"store    {path} ({size / 2**20:.1f} MiB, qgzoo {root.attrs.get('qgzoo_version')},"
              f" data version {root.attrs.get('data_version')})",
              f"status   {'complete' if root.attrs.get('complete') else 'INCOMPLETE (resume with qgzoo data build)'}",

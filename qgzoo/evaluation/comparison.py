@@ -3,7 +3,9 @@
 ``compare`` runs every entry (a zoo name, a trained folder, or an inline spec,
 see ``resolve``) on each benchmark (``qgzoo.evaluation.results``): its climate,
 the 18 similarity scores against the unparameterized model, its stability, its
-cost per step measured in the same process, and its offline skill. Finished
+cost per step measured in the same process, and its offline skill. A sweep's
+folder brings one entry per finished trial, grouped by configuration: the
+leaderboard shows each group's mean and standard deviation over its seeds. Finished
 runs are cached under ``<out>/cache`` by content, so adding an entry computes
 only it. ``qgzoo.evaluation.report`` writes the leaderboard and report.
 """
@@ -32,6 +34,10 @@ from qgzoo.training.experiment import Experiment
 #: The reference of the leaderboard's main columns, and the transfer reference.
 MAIN_BENCHMARK = "eddy-128-32"
 TRANSFER_BENCHMARK = "jet-128-32"
+#: A sweep's folder holds its trials' trained folders here, each with ``TRIAL_RESULT``:
+#: ``{"status": "done", "configuration": LABEL, ...}`` (``qgzoo.sweeps`` writes them).
+TRIALS = "trials"
+TRIAL_RESULT = "result.json"
 
 
 # --- the parameterizations --------------------------------------------------------
@@ -65,6 +71,34 @@ def entry_from_folder(folder: str | pathlib.Path, name: str | None = None) -> En
     stepper = trained.Runnable.from_folder(folder).stepper
     return Entry(name, parameterization, stepper.model_dump(mode="json"),
                  tuple(trained.read_log(folder)), source=str(folder))
+
+
+def entries_from_sweep(folder: str | pathlib.Path) -> list[Entry]:
+    """One entry per finished trial of the sweep in ``folder``, named ``LABEL seed N`` and
+    grouped as ``SWEEP LABEL`` (``SWEEP`` alone for a sweep of seeds only)."""
+    folder = pathlib.Path(folder)
+    entries = []
+    for trial in sorted((folder / TRIALS).iterdir()):
+        record = files.read_json(trial / TRIAL_RESULT, "trial result") \
+            if (trial / TRIAL_RESULT).is_file() else {}
+        if record.get("status") != "done":
+            continue
+        seed = trained.Runnable.from_folder(trial).training.seed
+        group = " ".join(filter(None, [folder.name, record.get("configuration")]))
+        entries.append(dataclasses.replace(entry_from_folder(trial, f"{group} seed {seed}"),
+                                           group=group))
+    if not entries:
+        raise UserError(f"{folder} is a sweep with no finished trial yet; run `qgzoo sweep` "
+                        f"to finish it")
+    return entries
+
+
+def resolve_all(item) -> list[Entry]:
+    """The entries of ``item``: those of a sweep's folder (``entries_from_sweep``), else
+    ``[resolve(item)]``."""
+    if isinstance(item, (str, pathlib.Path)) and (pathlib.Path(item) / TRIALS).is_dir():
+        return entries_from_sweep(item)
+    return [resolve(item)]
 
 
 def resolve(item) -> Entry:
@@ -125,11 +159,51 @@ class Comparison:
                                          self.baseline[bench].climate, benchmark.hires,
                                          benchmark.kmax)
 
+    def groups(self) -> dict[str, list[Entry]]:
+        """Leaderboard rows: a group's name -> its entries (an entry without one is its own)."""
+        groups: dict[str, list[Entry]] = {}
+        for entry in self.entries:
+            groups.setdefault(entry.group or entry.name, []).append(entry)
+        return groups
+
     def rows(self) -> list[dict]:
-        """One leaderboard row per entry, best first (stable runs, then mean score)."""
+        """One leaderboard row per group (``groups``), best first (stable runs, then mean
+        score); a group of several seeds has each score's mean, its standard deviation
+        (``KEY_std``, ddof 1) and ``seeds``, the number of them."""
+        rows = []
+        for name, members in self.groups().items():
+            rows.append(self._row(name, self.entry_rows([e.name for e in members])))
+        rank = lambda r: (-int(r["stable"].split("/")[0]) / int(r["stable"].split("/")[1]),
+                          -r["mean"] if math.isfinite(r["mean"]) else math.inf)
+        return sorted(rows, key=rank)
+
+    @staticmethod
+    def _row(name: str, members: list[dict]) -> dict:
+        if len(members) == 1:
+            return {**members[0], "entry": name, "seeds": 1}
+        row = {"entry": name, "seeds": len(members)}
+        for key, value in members[0].items():
+            values = [m[key] for m in members]
+            if key == "entry":
+                continue
+            if isinstance(value, str):  # "stable" counts: runs of all seeds together
+                counts = np.array([[int(n) for n in v.split("/")] for v in values]).sum(axis=0)
+                row[key] = f"{counts[0]}/{counts[1]}"
+            elif key == "blowup_days":
+                days = [v for v in values if v is not None]
+                row[key] = min(days) if days else None
+            else:
+                row[key] = float(np.mean(values))
+                row[f"{key}_std"] = float(np.std(values, ddof=1))
+        return row
+
+    def entry_rows(self, names: list[str] | None = None) -> list[dict]:
+        """One row per entry (of ``names``, default all), in the order of the entries."""
         main, *others = self.benchmarks
         rows = []
         for entry in self.entries:
+            if names is not None and entry.name not in names:
+                continue
             result = self.results[entry.name, main.name]
             scores = np.array(list(self.scores(entry.name, main.name).values()))
             blowups = result.blowup_step[result.blowup_step >= 0]
@@ -153,9 +227,7 @@ class Comparison:
                 transfer = self.results[entry.name, other.name]
                 row[f"stable_{other.name}"] = f"{transfer.stable}/{transfer.blowup_step.size}"
             rows.append(row)
-        rank = lambda r: (-int(r["stable"].split("/")[0]),
-                          -r["mean"] if math.isfinite(r["mean"]) else math.inf)
-        return sorted(rows, key=rank)
+        return rows
 
     def score_table(self) -> list[dict]:
         """Every similarity score: one record per (entry, benchmark)."""
@@ -183,7 +255,8 @@ def compare(entries=None, benchmarks=(MAIN_BENCHMARK, TRANSFER_BENCHMARK), *,
     ``$QGZOO_CACHE/runs``); ``cache=False`` recomputes them and replaces what
     the cache held.
     """
-    resolved = [resolve(item) for item in (zoo.names() if entries is None else entries)]
+    resolved = [entry for item in (zoo.names() if entries is None else entries)
+                for entry in resolve_all(item)]
     names = [e.name for e in resolved]
     duplicate = {n for n in names if names.count(n) > 1}
     if duplicate:

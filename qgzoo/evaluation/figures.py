@@ -111,6 +111,28 @@ def similarity_heatmap(comparison):
     return fig
 
 
+def mean_similarity(comparison):
+    """Mean similarity of every row of the leaderboard on each benchmark: a group's mean with
+    its standard deviation over seeds as an error bar, each seed as a dot."""
+    groups = comparison.groups()
+    benches = comparison.benchmarks
+    fig, axes = plt.subplots(1, len(benches), figsize=(5.5 * len(benches), 0.4 * len(groups) + 1.8),
+                             squeeze=False, sharey=True, constrained_layout=True)
+    for ax, bench in zip(axes[0], benches):
+        for i, members in enumerate(groups.values()):
+            means = np.array([np.mean(list(comparison.scores(e.name, bench.name).values()))
+                              for e in members])
+            spread = np.std(means, ddof=1) if means.size > 1 else 0.0
+            ax.barh(i, np.mean(means), xerr=spread, color="C0", alpha=0.6, capsize=4)
+            ax.plot(means, np.full(means.size, i), "k.", ms=4)
+        ax.axvline(0, color="0.3", lw=0.8)
+        ax.set(title=f"{bench.name}", xlabel="mean similarity (0: no parameterization)")
+    axes[0, 0].set_yticks(range(len(groups)), [
+        f"{name} ({len(m)} seeds)" if len(m) > 1 else name for name, m in groups.items()])
+    axes[0, 0].invert_yaxis()
+    return fig
+
+
 def kinetic_energy(comparison, benchmark: str | None = None):
     """Kinetic energy over the run: held-out high-resolution runs against every entry."""
     bench = _benchmark(comparison, benchmark)
@@ -171,6 +193,7 @@ def draw_all(comparison, out: str | pathlib.Path) -> dict[str, str]:
     out = pathlib.Path(out)
     main = comparison.benchmarks[0].name
     figures = {
+        "Mean similarity": ("mean_similarity.png", mean_similarity(comparison)),
         "Similarity scores": ("similarity.png", similarity_heatmap(comparison)),
         f"Spectra, {main}": ("spectra.png", spectra(comparison)),
         f"Snapshots, {main}": ("snapshots.png", snapshots(comparison)),

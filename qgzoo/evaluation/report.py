@@ -24,7 +24,10 @@ from qgzoo.evaluation.results import BASELINE
 def columns(comparison) -> list[tuple[str, str]]:
     """(key, header) of the leaderboard's columns."""
     main, *others = comparison.benchmarks
-    columns = [("entry", "entry"), ("mean", f"mean similarity ({main.name})"),
+    columns = [("entry", "entry")]
+    if any(len(members) > 1 for members in comparison.groups().values()):
+        columns.append(("seeds", "seeds"))
+    columns += [("mean", f"mean similarity ({main.name})"),
                ("min", "min"), ("better", "> 0 (of 18)"), ("stable", "stable runs"),
                ("ms_per_step", "ms/step"), ("x_lores", "x no param"),
                ("x_hires", "x high res"), ("r2_upper", "offline R2 upper"),
@@ -73,6 +76,9 @@ def write(comparison, out: str | pathlib.Path, *, figures: bool = True) -> pathl
 
 
 def _cell(key: str, row: dict) -> str:
+    """A value as the leaderboard shows it; with a spread over seeds, ``mean +- std``."""
+    if row.get(f"{key}_std") is not None:
+        return f"{_number(key, row[key], 1)} ± {_number(key, row[f'{key}_std'], 1)}"
     value = row.get(key)
     if key == "stable" and row.get("blowup_days") is not None:
         return f"{value} (day {row['blowup_days']:.0f})"
@@ -80,8 +86,12 @@ def _cell(key: str, row: dict) -> str:
         return "-"
     if isinstance(value, str):
         return value
-    if key == "better":
-        return str(value)
+    return _number(key, value)
+
+
+def _number(key: str, value: float, decimals_of_counts: int = 0) -> str:
+    if key in ("better", "seeds"):
+        return f"{value:.{decimals_of_counts}f}"
     if key.startswith("x_"):
         return f"{value:.2g}"
     if key == "ms_per_step":
@@ -105,7 +115,8 @@ def _strict(value):
 
 def _write_csv(path: pathlib.Path, rows: list[dict]) -> None:
     with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        # Rows of groups have more columns (spreads, seeds) than rows of single entries.
+        writer = csv.DictWriter(handle, fieldnames=list(dict.fromkeys(k for r in rows for k in r)))
         writer.writeheader()
         writer.writerows(rows)
 

@@ -40,6 +40,9 @@ class Entry:
     history: tuple[dict, ...] = ()
     """Training log records (``log.jsonl``), for loss curves."""
     source: str = ""
+    group: str | None = None
+    """Entries of one group are seeds of one configuration (a sweep's): the leaderboard
+    shows their mean and spread as one row."""
 
     @property
     def key(self) -> str:
