@@ -33,6 +33,7 @@ from qgzoo.core import files
 from qgzoo.core.errors import UserError
 from qgzoo.core.schema import invalid_spec, validation_messages
 from qgzoo.core.spec import FrozenSpec
+from qgzoo.data.reference import REFERENCES
 from qgzoo.data.store import load_reference
 from qgzoo.evaluation import metrics
 from qgzoo.evaluation.comparison import TRIAL_RESULT, TRIALS, compare
@@ -127,6 +128,9 @@ class Sweep(FrozenSpec):
     def _check(self):
         if self.mode == "random" and self.n_trials is None:
             raise ValueError("n_trials: a random sweep needs the number of trials")
+        if self.benchmark is not None and self.benchmark not in REFERENCES:
+            raise ValueError(f"benchmark: unknown reference {self.benchmark!r}; presets: "
+                             f"{sorted(REFERENCES)}")
         self.trials()  # every trial valid before anything runs
         return self
 

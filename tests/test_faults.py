@@ -221,6 +221,27 @@ def _loaded_skeleton(experiment, weights_bytes, tmp_path):
     return eqx.tree_deserialise_leaves(path, like)
 
 
+def test_a_truncated_checkpoint_without_its_checksum_is_refused_with_its_path(interrupted):
+    experiment, out = interrupted
+    checkpoint = out / "checkpoint.eqx"
+    files.checksum_path(checkpoint).unlink()
+    checkpoint.write_bytes(checkpoint.read_bytes()[:100])
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    with pytest.raises(qgzoo.UserError, match=f"^{checkpoint} is truncated or does not hold "
+                                              f"what it should here"):
+        qgzoo.train(experiment, out, progress=False)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before
+
+
+def test_a_comparison_into_a_folder_in_use_is_refused(tmp_path):
+    out = tmp_path / "compare"
+    with files.locked(out):
+        with pytest.raises(qgzoo.UserError, match=f"^{out} is in use by another qgzoo process "
+                                                  r"\(pid \d+ on "):
+            qgzoo.compare(["none"], ["eddy-128-32"], out=out, progress=False)
+    assert not out.exists()
+
+
 def test_a_torn_last_log_line_is_dropped_and_training_resumes(interrupted):
     experiment, out = interrupted
     with (out / "log.jsonl").open("a") as log:

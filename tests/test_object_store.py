@@ -46,7 +46,8 @@ def s3():
     url = f"http://127.0.0.1:{port}"
     saved = dict(os.environ)
     os.environ.update(AWS_ACCESS_KEY_ID="qgzoo", AWS_SECRET_ACCESS_KEY="qgzoo",
-                      AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=url)
+                      AWS_DEFAULT_REGION="us-east-1", AWS_ENDPOINT_URL=url,
+                      NO_PROXY="127.0.0.1,localhost")  # the server is local, whatever proxy
     try:
         deadline = time.monotonic() + 30
         while True:

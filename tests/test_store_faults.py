@@ -327,3 +327,14 @@ def test_two_processes_building_one_store_end_with_one_complete_store(tmp_path, 
     # but the version string may differ between a checkout and an install).
     assert json.loads((path / "checksums.json").read_text())["files"] == json.loads(
         (built / "checksums.json").read_text())["files"]
+
+
+def test_non_finite_values_written_with_valid_checksums_are_named(old_store, tmp_path, capsys):
+    ref = pathlib.Path(shutil.copytree(old_store, tmp_path / "old.zarr"))
+    array = zarr.open_group(ref, mode="r+")["operator1/u"]
+    values = array[1]
+    values[3, 0, 5, 7] = np.inf
+    values[4, 1, 0, 0] = np.nan
+    array[1] = values  # a chunk that decodes: only its values are wrong
+    cli_fails(ref, capsys, damaged(ref, f"{chunk('operator1/u', 1, 0, 0, 0, 0)} (run 1, train "
+                                        f"split) holds 2 non-finite values of {values.size}"))

@@ -3,6 +3,8 @@ failed ones recorded, a killed worker's trial run again."""
 
 import json
 import os
+import pathlib
+import re
 import shutil
 import signal
 import threading
@@ -58,6 +60,18 @@ def swept(small_data, tmp_path_factory):
     """The sweep of 3 seeds x 2 learning rates, run on a local cluster of 2 workers."""
     out = tmp_path_factory.mktemp("swept") / "sweep"
     return out, qgzoo.sweep(grid(), out, n_workers=2, progress=False)
+
+
+def test_the_readme_sweep_is_valid_and_an_unknown_benchmark_is_named():
+    text = pathlib.Path(__file__).resolve().parents[1].joinpath("README.md").read_text()
+    section = text[text.index("## Sweeps"):]
+    example = json.loads(re.search(r"```json\n(.*?)```", section, re.S).group(1))
+    trials = Sweep.model_validate(example).trials()
+    assert len(trials) == 9 and {t.experiment.training.seed for t in trials} == {0, 1, 2}
+    np.testing.assert_allclose(sorted({t.experiment.optimizer.learning_rate for t in trials}),
+                               [1e-4, 1e-3, 1e-2], rtol=1e-12)
+    with pytest.raises(ValueError, match=r"benchmark: unknown reference 'eddy-1-1'; presets: "):
+        Sweep.model_validate({**example, "benchmark": "eddy-1-1"})
 
 
 def test_a_sweep_of_three_seeds_and_two_rates_on_two_workers(swept, small_data, capsys):

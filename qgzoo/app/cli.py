@@ -111,6 +111,14 @@ def _add_training_commands(commands) -> None:
     training.set_defaults(command=train_command)
 
 
+def _location(text: str):
+    """A folder or an fsspec URL, as an argument."""
+    try:
+        return files.location(text)
+    except UserError as error:
+        raise argparse.ArgumentTypeError(str(error)) from None
+
+
 def _add_data_commands(commands) -> None:
     data = commands.add_parser("data", help="build and inspect reference stores")
     data_commands = data.add_subparsers(title="data commands", required=True, metavar="COMMAND")
@@ -119,14 +127,14 @@ def _add_data_commands(commands) -> None:
     building.add_argument("spec", metavar="SPEC",
                           help=f"reference or experiment JSON file, or a preset: "
                                f"{', '.join(REFERENCES)}")
-    building.add_argument("--out", type=files.location, metavar="PATH",
+    building.add_argument("--out", type=_location, metavar="PATH",
                           help="store folder or fsspec URL, e.g. s3://bucket/ref.zarr "
                                "(default: $QGZOO_STORES or the cache, keyed by the spec)")
     building.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     building.set_defaults(command=data_build_command)
     info = data_commands.add_parser(
         "info", help="describe a reference store, checking what it holds now")
-    info.add_argument("path", type=files.location, metavar="PATH",
+    info.add_argument("path", type=_location, metavar="PATH",
                       help="store folder or fsspec URL")
     info.add_argument("--verify", action="store_true",
                       help="also compare every file with the SHA-256 recorded at build time")

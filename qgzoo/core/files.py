@@ -74,7 +74,8 @@ def location(path: str | os.PathLike) -> Location:
     try:
         return upath.UPath(text)
     except (ValueError, ImportError) as error:
-        raise UserError(f"{text}: {error}") from None
+        raise UserError(f"{text}: {error}; a URL needs the fsspec filesystem of its protocol "
+                        f"(s3fs for s3://, gcsfs for gs://)") from None
 
 
 def is_remote(path: Location) -> bool:
