@@ -27,13 +27,15 @@ from typing import Any, Literal
 
 import jax
 import numpy as np
-from pydantic import Field, JsonValue, ValidationError, model_validator
+from pydantic import Field, JsonValue, ValidationError, field_validator, model_validator
 
+from qgzoo import zoo
 from qgzoo.core import files
 from qgzoo.core.errors import UserError
-from qgzoo.core.schema import invalid_spec, validation_messages
+from qgzoo.core.schema import invalid_spec, json_schema, validation_messages
 from qgzoo.core.spec import FrozenSpec
 from qgzoo.data.reference import REFERENCES
+from qgzoo.data import store
 from qgzoo.data.store import load_reference
 from qgzoo.evaluation import metrics
 from qgzoo.evaluation.comparison import TRIAL_RESULT, TRIALS, compare
@@ -115,7 +117,9 @@ class Trial:
 class Sweep(FrozenSpec):
     """A base experiment and the axes over its fields: a grid, or random draws."""
 
-    base: Experiment = Experiment()
+    base: Experiment = Field(Experiment(), description=(
+        "the experiment; or the name of a zoo entry, or an Experiment JSON file, whose "
+        "experiment it is"))
     axes: dict[str, Axis | tuple[JsonValue, ...]] = Field(
         default_factory=dict, description="field path (training.seed) -> values or a range")
     mode: Literal["grid", "random"] = "grid"
@@ -123,6 +127,18 @@ class Sweep(FrozenSpec):
     seed: int = Field(0, description="seed of the random draws")
     benchmark: str | None = Field(
         None, description="reference preset on which to compare each trial as well")
+
+    @field_validator("base", mode="before")
+    @classmethod
+    def _named_base(cls, value):
+        if not isinstance(value, str):
+            return value
+        if value in zoo.names():
+            return zoo.experiment(value)
+        if value.endswith(".json") and pathlib.Path(value).is_file():
+            return Experiment.from_file(value)
+        raise ValueError(f"{value!r} is neither a zoo entry ({', '.join(zoo.names())}) nor an "
+                         f"Experiment JSON file")
 
     @model_validator(mode="after")
     def _check(self):
@@ -185,28 +201,18 @@ class Sweep(FrozenSpec):
             raise invalid_spec(str(path), error) from None
 
 
+def sweep_schema() -> dict[str, Any]:
+    """JSON Schema of Sweep, with every installed component kind."""
+    return json_schema(Sweep)
+
+
 # --- running ---------------------------------------------------------------------------
 
-def build_reference(experiment: dict) -> None:
-    """Build the reference store a trial of ``experiment`` reads, if it is not built yet.
-
-    Runs on a Dask worker before the trials that read the store, so that they
-    do not build it side by side (stores on object stores are not locked).
-    A failure is left for those trials to meet and record.
-    """
-    spec = Experiment.model_validate(experiment)
-    try:
-        load_reference(spec.reference, spec.coarsener, progress=False)
-    except Exception:  # recorded by every trial that needs the store
-        pass
-
-
 def run_trial(experiment: dict, folder: str, benchmark: str | None = None,
-              label: str = "", after: None = None) -> dict:
+              label: str = "") -> dict:
     """Train and score one trial into ``folder``; its record, also in ``folder/result.json``.
 
-    Runs on a Dask worker (``after``: the result of the task it waits for, the
-    reference's build). A trial that fails is recorded with its error (the
+    Runs on a Dask worker. A trial that fails is recorded with its error (the
     sweep goes on); one whose worker dies is run again and resumes from its
     checkpoint, if it had one.
     """
@@ -360,9 +366,24 @@ def _record(folder: pathlib.Path) -> dict | None:
     return files.read_cache(folder / TRIAL_RESULT, lambda path: json.loads(path.read_text()))
 
 
-def _store_of(trial: Trial) -> str:
-    return files.content_hash(trial.experiment.reference.model_dump(mode="json"),
-                              trial.experiment.coarsener.model_dump(mode="json"))
+def _build_references(todo: list[Trial], scheduler: str, progress: bool) -> None:
+    """Build each reference store the trials read and the cache lacks, its runs in groups
+    on the cluster's workers (``build_store`` with ``scheduler``), before any trial starts:
+    trials then do not build one store side by side. A build that fails is left for its
+    trials to meet and record."""
+    specs = {}
+    for trial in todo:
+        full = trial.experiment.reference.with_coarsener(trial.experiment.coarsener)
+        specs[store.store_key(full)] = full
+    for full in specs.values():
+        try:
+            store.build_store(full, store.store_path(full), scheduler=scheduler,
+                              progress=progress)
+        except Exception as error:  # recorded by every trial that needs the store
+            if progress:
+                print(f"sweep: the reference {store.store_path(full)} could not be built "
+                      f"({type(error).__name__}: {error}); its trials will fail",
+                      file=sys.stderr, flush=True)
 
 
 def _run_on_dask(todo: list[Trial], out: pathlib.Path, benchmark: str | None,
@@ -376,15 +397,10 @@ def _run_on_dask(todo: list[Trial], out: pathlib.Path, benchmark: str | None,
                                threads_per_worker=1, processes=True, dashboard_address=None)
     client = Client(scheduler or cluster)
     try:
-        builds = {}  # one build per store that the trials read, before them
-        for trial in todo:
-            key = _store_of(trial)
-            if key not in builds:
-                builds[key] = client.submit(build_reference, trial.experiment.model_dump(
-                    mode="json"), key=f"reference-{key}")
+        _build_references(todo, scheduler or cluster.scheduler_address, progress)
         futures = {client.submit(run_trial, t.experiment.model_dump(mode="json"),
                                  str(out / TRIALS / t.name), benchmark, t.label,
-                                 builds[_store_of(t)], key=t.name, pure=False): t for t in todo}
+                                 key=t.name, pure=False): t for t in todo}
         records = {}
         for done, future in enumerate(as_completed(futures), 1):
             trial = futures[future]

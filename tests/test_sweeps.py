@@ -72,6 +72,27 @@ def test_the_readme_sweep_is_valid_and_an_unknown_benchmark_is_named():
                                [1e-4, 1e-3, 1e-2], rtol=1e-12)
     with pytest.raises(ValueError, match=r"benchmark: unknown reference 'eddy-1-1'; presets: "):
         Sweep.model_validate({**example, "benchmark": "eddy-1-1"})
+    # The JSON Schema (qgzoo schema --sweep) accepts it and refuses a misspelt axis range.
+    from jsonschema import Draft202012Validator
+    from qgzoo.sweeps import sweep_schema
+    validator = Draft202012Validator(sweep_schema())
+    validator.validate(example)
+    bad = json.loads(json.dumps(example))
+    bad["axes"]["optimizer.learning_rate"]["hihg"] = 1
+    assert not validator.is_valid(bad)
+
+
+def test_a_zoo_entry_or_a_file_is_a_base(tmp_path):
+    from qgzoo import zoo
+    name = "cnn-offline"  # its network is built in: no plugin needed
+    named = Sweep.model_validate({"base": name, "axes": {"training.seed": [0, 1]}})
+    assert named.base == zoo.experiment(name)
+    path = tmp_path / "base.json"
+    path.write_text(qgzoo.Experiment.model_validate(BASE).to_json())
+    from_file = Sweep.model_validate({"base": str(path), "axes": {"training.seed": [0, 1]}})
+    assert from_file.base == qgzoo.Experiment.model_validate(BASE)
+    with pytest.raises(ValueError, match=r"base\n.*'no-such' is neither a zoo entry \("):
+        Sweep.model_validate({"base": "no-such"})
 
 
 def test_a_sweep_of_three_seeds_and_two_rates_on_two_workers(swept, small_data, capsys):

@@ -18,7 +18,7 @@ from qgzoo.core.schema import invalid_spec, validate_component
 from qgzoo.data import store
 from qgzoo.data.reference import REFERENCES, ReferenceSpec
 from qgzoo.evaluation.comparison import MAIN_BENCHMARK, TRANSFER_BENCHMARK, compare
-from qgzoo.sweeps import Sweep, sweep
+from qgzoo.sweeps import Sweep, sweep, sweep_schema
 from qgzoo.training.experiment import Experiment, schema
 from qgzoo.training.presets import EXPERIMENTS
 from qgzoo.training.trained import Runnable
@@ -86,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
     preset.set_defaults(command=spec_command)
 
     schema_parser = commands.add_parser("schema", help="print the Experiment JSON Schema")
+    schema_parser.add_argument("--sweep", action="store_true",
+                               help="the Sweep's schema instead (qgzoo sweep)")
     schema_parser.set_defaults(command=schema_command)
     _add_training_commands(commands)
     _add_data_commands(commands)
@@ -130,6 +132,11 @@ def _add_data_commands(commands) -> None:
     building.add_argument("--out", type=_location, metavar="PATH",
                           help="store folder or fsspec URL, e.g. s3://bucket/ref.zarr "
                                "(default: $QGZOO_STORES or the cache, keyed by the spec)")
+    building.add_argument("--workers", type=_count, metavar="N",
+                          help="build the runs in N groups side by side, on a local Dask "
+                               "cluster of N worker processes")
+    building.add_argument("--scheduler", metavar="ADDRESS",
+                          help="build the runs in groups on the workers of this Dask cluster")
     building.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     building.set_defaults(command=data_build_command)
     info = data_commands.add_parser(
@@ -151,8 +158,8 @@ def _add_comparison_commands(commands) -> None:
     comparing.add_argument(
         "--benchmark", action="append", metavar="NAME", dest="benchmarks",
         help=f"reference to score on, repeatable; the first makes the leaderboard "
-             f"(default: {MAIN_BENCHMARK} then {TRANSFER_BENCHMARK}; choices: "
-             f"{', '.join(REFERENCES)})")
+             f"(default: {MAIN_BENCHMARK} then {TRANSFER_BENCHMARK}; a preset: "
+             f"{', '.join(REFERENCES)}; or a saved benchmark, a .npz file or URL)")
     comparing.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs/compare"),
                            metavar="DIR", help="output folder (default: runs/compare)")
     comparing.add_argument("--no-cache", action="store_true",
@@ -223,8 +230,8 @@ def spec_command(args: argparse.Namespace) -> int:
 
 
 def schema_command(args: argparse.Namespace) -> int:
-    """Print the JSON Schema of Experiment, with every installed component kind."""
-    print(json.dumps(schema(), indent=2))
+    """Print the JSON Schema of Experiment (or Sweep), with every installed component kind."""
+    print(json.dumps(sweep_schema() if args.sweep else schema(), indent=2))
     return 0
 
 
@@ -284,7 +291,8 @@ def data_build_command(args: argparse.Namespace) -> int:
     """Build or resume the store of a reference spec, then print its description."""
     spec = _reference_spec(args.spec)
     path = args.out or store.store_path(spec)
-    store.build_store(spec, path, progress=not args.no_progress)
+    store.build_store(spec, path, progress=not args.no_progress, workers=args.workers or None,
+                      scheduler=args.scheduler)
     print(store.describe_store(path))
     return 0
 

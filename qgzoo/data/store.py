@@ -5,6 +5,9 @@ spin-up chunks, then sample chunks. After each chunk the samples are written
 into their place in the store and the high-resolution stepper state is saved
 atomically beside it, so a build killed at any point restarts from the last
 complete chunk and ends with the same store as an uninterrupted build.
+Every array is chunked by run, so groups of runs can be built side by side,
+each by its own process writing only its runs' chunks: ``build_store`` with
+``workers`` (or a Dask scheduler's address) runs one group per Dask worker.
 
 Store layout (zarr, readable with ``xarray.open_zarr(path, group=...)``):
 one group per coarsener with q, u, v (low-res), q_forcing_total and
@@ -24,6 +27,7 @@ from __future__ import annotations
 import functools
 import os
 import shutil
+import sys
 import warnings
 
 import jax
@@ -45,7 +49,7 @@ from qgzoo.data.reference import ReferenceData, ReferenceSpec, coarsener_name
 from qgzoo.physics import qg
 
 #: Bump when generation changes what a spec produces, so stale stores are not reused.
-DATA_VERSION = 2
+DATA_VERSION = 3
 SPINUP_CHUNK = 1000  # high-res steps per spin-up chunk
 SAMPLE_CHUNK_BYTES = 64 * 2**20  # target size of one chunk's low-res output
 KE_TREND_LIMIT = 0.25  # |trend over the kept period| / mean kinetic energy
@@ -78,8 +82,9 @@ def store_path(spec: ReferenceSpec) -> files.Location:
     return files.stores_dir() / f"reference-{store_key(spec)}.zarr"
 
 
-def _group(path: files.Location, mode: str) -> zarr.Group:
+def open_group(path: str | files.Location, mode: str = "r") -> zarr.Group:
     """The zarr group at ``path``, a local folder or a URL (through fsspec)."""
+    path = files.location(path)
     if not files.is_remote(path):
         return zarr.open_group(path, mode=mode)
     store = zarr.storage.FsspecStore.from_url(str(path), read_only=mode == "r",
@@ -113,9 +118,12 @@ class _Builder:
         self.advance = jax.jit(self._advance, static_argnums=1)
         self.sample_chunk = jax.jit(self._sample_chunk, static_argnums=(1, 2))
 
-    def initial_state(self):
+    def initial_state(self, runs: range | None = None):
+        """The initial states of ``runs`` (default all), each from its own key of the spec's
+        seed, so that a run starts the same whichever group builds it."""
         keys = jax.random.split(jax.random.key(self.spec.seed), self.spec.n_runs)
-        return jax.vmap(self.model.create_initial_state)(keys)
+        runs = runs or range(self.spec.n_runs)
+        return jax.vmap(self.model.create_initial_state)(keys[runs.start:runs.stop])
 
     def _advance(self, state, n_steps):
         step = jax.vmap(self.model.step_model)
@@ -182,12 +190,12 @@ def _create(root: zarr.Group, spec: ReferenceSpec):
                                    compressors=COMPRESSORS)
         array.attrs.update(units="s^-1", long_name="high-resolution potential vorticity")
     ke = hires.create_array("ke", shape=(runs, spec.n_samples, 2), dtype="f8",
-                            fill_value=np.nan, dimension_names=["run", "time", "lev"],
-                            compressors=COMPRESSORS)
+                            chunks=(1, spec.n_samples, 2), fill_value=np.nan,
+                            dimension_names=["run", "time", "lev"], compressors=COMPRESSORS)
     ke.attrs.update(units="m^2 s^-2", long_name="high-resolution mean kinetic energy")
     cfl = hires.create_array("cfl", shape=(runs, spec.n_samples), dtype="f8",
-                             fill_value=np.nan, dimension_names=["run", "time"],
-                             compressors=COMPRESSORS)
+                             chunks=(1, spec.n_samples), fill_value=np.nan,
+                             dimension_names=["run", "time"], compressors=COMPRESSORS)
     cfl.attrs.update(units="", long_name="high-resolution CFL number")
     time_array = hires.create_array("time", shape=time.shape, dtype=time.dtype,
                                     dimension_names=["time"], compressors=COMPRESSORS)
@@ -197,19 +205,25 @@ def _create(root: zarr.Group, spec: ReferenceSpec):
                       data_version=DATA_VERSION, complete=False)
 
 
-def _resume_path(path: files.Location) -> files.Location:
-    return path.with_name(path.name + ".resume.eqx")
+def _resume_path(path: files.Location, runs: range | None = None) -> files.Location:
+    """The state of a build (of a group of ``runs``) after its last complete chunk."""
+    group = "" if runs is None else f".runs-{runs.start}-{runs.stop}"
+    return path.with_name(f"{path.name}{group}.resume.eqx")
 
 
 def build_store(spec: ReferenceSpec, path: str | files.Location, *, progress: bool = True,
-                stop_after_chunks: int | None = None) -> files.Location:
+                stop_after_chunks: int | None = None, workers: int | None = None,
+                scheduler: str | None = None) -> files.Location:
     """Build (or resume building) the store of ``spec`` at ``path``; returns the path.
 
     The build holds the store's lock: a second process building the same
     store waits for the first (saying so on stderr), then finds it complete.
     ``stop_after_chunks`` stops early, as if interrupted (for tests). ``path``
     may be an fsspec URL (``s3://bucket/ref.zarr``): each chunk's samples are
-    written there as they come, and nothing locks it, so build it from one process.
+    written there as they come, and nothing locks it, so build it from one
+    process. With ``workers`` (a ``LocalCluster`` of that many worker
+    processes) or ``scheduler`` (a Dask scheduler's address), the runs are
+    split into one group per worker, each built by ``build_runs`` on its worker.
     """
     if not spec.coarseners:
         raise ValueError("a reference store needs at least one coarsener in spec.coarseners")
@@ -217,21 +231,66 @@ def build_store(spec: ReferenceSpec, path: str | files.Location, *, progress: bo
     with files.locked(path, wait=True):
         root = _open_for_writing(spec, path)
         if not root.attrs.get("complete"):
-            _fill(root, spec, path, progress, stop_after_chunks)
+            if workers is None and scheduler is None:
+                built = _fill(root, spec, path, progress, stop_after_chunks)
+            else:
+                built = _fill_on_dask(spec, path, workers, scheduler, progress)
+            if built:
+                _finish(root, path)
     return path
 
 
+def run_groups(n_runs: int, n_groups: int) -> list[range]:
+    """``n_runs`` split into at most ``n_groups`` contiguous groups of near-equal size."""
+    bounds = np.linspace(0, n_runs, min(n_groups, n_runs) + 1).round().astype(int)
+    return [range(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+
+
+def build_runs(spec: dict, path: str, start: int, stop: int) -> None:
+    """Build runs ``start`` to ``stop`` (excluded) of the store of ``spec`` at ``path``, created
+    by ``build_store``: a task of a build on Dask, resumable like a whole build."""
+    spec = ReferenceSpec.model_validate(spec)
+    location = files.location(path)
+    _fill(open_group(location, "r+"), spec, location, False, None, range(start, stop))
+
+
+def _fill_on_dask(spec: ReferenceSpec, path: files.Location, workers: int | None,
+                  scheduler: str | None, progress: bool) -> bool:
+    # Here, not at the top: distributed takes a second to import, paid only by such builds.
+    from dask.distributed import Client, LocalCluster, as_completed
+
+    cluster = None if scheduler else LocalCluster(
+        n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    with Client(scheduler or cluster) as client:
+        try:
+            groups = run_groups(spec.n_runs, max(1, len(client.nthreads())))
+            futures = [client.submit(build_runs, spec.model_dump(mode="json"), str(path),
+                                     g.start, g.stop, key=f"runs-{g.start}-{g.stop}-{path.name}",
+                                     pure=False) for g in groups]
+            for done, future in enumerate(as_completed(futures), 1):
+                future.result()
+                if progress:
+                    print(f"reference {path.name}: {done}/{len(groups)} groups of runs built",
+                          file=sys.stderr, flush=True)
+        finally:
+            if cluster is not None:
+                cluster.close()
+    return True
+
+
 def _fill(root: zarr.Group, spec: ReferenceSpec, path: files.Location, progress: bool,
-          stop_after_chunks: int | None) -> None:
-    """Run the chunks of the plan not done yet, then record the checksums and checks."""
+          stop_after_chunks: int | None, runs: range | None = None) -> bool:
+    """Run the chunks of the plan not done yet, for ``runs`` (default all); whether they
+    are all done (not stopped by ``stop_after_chunks``)."""
     plan = _plan(spec)
     builder = _Builder(spec)
     # The resume file holds the state after the last complete chunk and that
     # chunk's number, replaced atomically: the store's own metadata is written
     # only when it is created and when it is complete.
-    state, done = builder.initial_state(), 0
-    if _resume_path(path).exists():
-        state, done = files.read_tree(_resume_path(path), (state, jnp.array(0)))
+    resume = _resume_path(path, runs)
+    state, done = builder.initial_state(runs), 0
+    if resume.exists():
+        state, done = files.read_tree(resume, (state, jnp.array(0)))
         done = int(done)
     total_steps = spec.spinup_steps + spec.n_samples * spec.sample_interval
     steps_done = sum(_chunk_steps(spec, c) for c in plan[:done])
@@ -241,25 +300,32 @@ def _fill(root: zarr.Group, spec: ReferenceSpec, path: files.Location, progress:
     try:
         for index in range(done, len(plan)):
             if stop_after_chunks is not None and index >= stop_after_chunks:
-                return
+                return False
             kind, n = plan[index]
             if kind == "spinup":
                 state = builder.advance(state, n)
             else:
                 state, out = builder.sample_chunk(state, n, kind == "snapshots")
-                _write_samples(root, spec, sample, out, kind == "snapshots")
+                _write_samples(root, spec, sample, out, kind == "snapshots",
+                               runs or range(spec.n_runs))
                 sample += n
             jax.block_until_ready(state)
-            files.write_tree(_resume_path(path), (state, jnp.array(index + 1)))
+            files.write_tree(resume, (state, jnp.array(index + 1)))
             bar.update(_chunk_steps(spec, plan[index]))
     finally:
         bar.close()
+    return True
+
+
+def _finish(root: zarr.Group, path: files.Location) -> None:
+    """Record the checksums and checks of a store whose runs are all built; mark it complete."""
     # The manifest before ``complete``: a build killed between the two leaves an
     # incomplete store, whose resumption writes the manifest again.
     checksums.write_manifest(path, files.content_hash(root.attrs["qgzoo_spec"]))
     checks = sanity_checks(root)
     root.attrs.update(checks=checks, complete=True, checksums=checksums.MANIFEST)
-    files.remove(_resume_path(path))
+    for resume in path.parent.glob(f"{path.name}*.resume.eqx"):
+        files.remove(resume)
     for message in checks["warnings"]:
         warnings.warn(f"{path}: {message}", stacklevel=3)
 
@@ -272,11 +338,11 @@ def _open_for_writing(spec: ReferenceSpec, path: files.Location) -> zarr.Group:
     so one without it is a creation cut short and is made again.
     """
     if files.is_remote(path):
-        if (path / "zarr.json").exists() and "qgzoo_spec" in _group(path, "r").attrs:
+        if (path / "zarr.json").exists() and "qgzoo_spec" in open_group(path, "r").attrs:
             _check_spec(_open_store(path)[0], spec, path)
-            return _group(path, "r+")
-        _create(_group(path, "w"), spec)
-        return _group(path, "r+")
+            return open_group(path, "r+")
+        _create(open_group(path, "w"), spec)
+        return open_group(path, "r+")
     if path.exists():
         _check_spec(_open_store(path)[0], spec, path)
         return zarr.open_group(path, mode="r+")
@@ -293,9 +359,10 @@ def _chunk_steps(spec, chunk):
     return n if kind == "spinup" else n * spec.sample_interval
 
 
-def _write_samples(root, spec, start, out, snapshots):
+def _write_samples(root, spec, start, out, snapshots, runs: range):
+    """Write the samples ``start`` on of ``runs`` (their chunks only)."""
     lores, ke, cfl, q_hires = out  # each with leading axes (time, run)
-    stop = start + ke.shape[0]
+    stop, runs = start + ke.shape[0], slice(runs.start, runs.stop)
     for coarsener, fields in zip(spec.coarseners, lores):
         group = root[coarsener_name(coarsener)]
         for name in FIELDS:
@@ -304,11 +371,11 @@ def _write_samples(root, spec, start, out, snapshots):
                 raise FloatingPointError(
                     f"the reference run produced non-finite {name} between samples "
                     f"{start} and {stop}; reduce dt or check the physics parameters")
-            group[name][:, start:stop] = np.moveaxis(values, 0, 1)
-    root["hires/ke"][:, start:stop] = np.moveaxis(np.asarray(ke), 0, 1)
-    root["hires/cfl"][:, start:stop] = np.moveaxis(np.asarray(cfl), 0, 1)
+            group[name][runs, start:stop] = np.moveaxis(values, 0, 1)
+    root["hires/ke"][runs, start:stop] = np.moveaxis(np.asarray(ke), 0, 1)
+    root["hires/cfl"][runs, start:stop] = np.moveaxis(np.asarray(cfl), 0, 1)
     if snapshots:
-        root["hires/q"][:, :] = np.moveaxis(np.asarray(q_hires), 0, 1)
+        root["hires/q"][runs, :] = np.moveaxis(np.asarray(q_hires), 0, 1)
 
 
 def sanity_checks(root: zarr.Group) -> dict:
@@ -348,7 +415,7 @@ def _open_store(path: files.Location) -> tuple[zarr.Group, ReferenceSpec]:
         raise StoreError(f"{path} is a file, not a reference store (a folder written by "
                          f"`qgzoo data build`)")
     try:
-        root = _group(path, "r")
+        root = open_group(path, "r")
     except Exception as error:  # zarr's errors for missing or bad metadata vary by version
         if not (path / "zarr.json").exists():
             raise StoreError(f"{path} is not a reference store: it has no zarr.json (stores "

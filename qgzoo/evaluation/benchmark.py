@@ -16,7 +16,6 @@ import pathlib
 import jax
 import jax.numpy as jnp
 import numpy as np
-import zarr
 
 from qgzoo.core import files
 from qgzoo.core.errors import UserError
@@ -102,19 +101,25 @@ class Benchmark:
         return dict(n_steps=(self.reference.n_samples - 1) * every, snapshot_every=every,
                     n_snapshots=self.reference.n_hires_snapshots)
 
-    def save(self, path: str | pathlib.Path) -> pathlib.Path:
-        path = pathlib.Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+    def save(self, path: str | files.Location) -> files.Location:
+        """Write the benchmark to ``path``, a ``.npz`` file (or an fsspec URL)."""
+        path = files.location(path)
+        if not files.is_remote(path):
+            path.parent.mkdir(parents=True, exist_ok=True)
         meta = dict(name=self.name, reference=self.reference.model_dump(mode="json"),
                     coarsener=self.coarsener, version=RESULTS_VERSION)
         arrays = self.hires.arrays("hires/") | dict(
             initial_q=self.initial_q, offline_q=self.offline_q.astype(np.float32),
             offline_forcing=self.offline_forcing.astype(np.float32), hires_ke=self.hires_ke,
             hires_snapshot=self.hires_snapshot.astype(np.float32), meta=np.array(json.dumps(meta)))
-        return files.atomic_write(path, lambda tmp: np.savez_compressed(tmp, **arrays))
+        def write(tmp):
+            with tmp.open("wb") as handle:
+                np.savez_compressed(handle, **arrays)
+
+        return files.atomic_write(path, write)
 
     @classmethod
-    def load(cls, path: str | pathlib.Path) -> "Benchmark":
+    def load(cls, path: str | files.Location) -> "Benchmark":
         """Read a benchmark written by ``save``; a file that is damaged or from another
         qgzoo version is a ``UserError`` naming it."""
         try:
@@ -128,7 +133,7 @@ class Benchmark:
 
     @classmethod
     def _read(cls, path):
-        with np.load(path) as arrays:
+        with files.location(path).open("rb") as handle, np.load(handle) as arrays:
             meta = json.loads(str(arrays["meta"]))
             if meta.get("version") != RESULTS_VERSION:
                 raise UserError(f"{path} was written by another qgzoo version "
@@ -143,12 +148,12 @@ class Benchmark:
 
     @classmethod
     def from_store(cls, name: str, reference: ReferenceSpec, coarsener: dict,
-                   path: str | pathlib.Path, *, progress: bool = True) -> "Benchmark":
+                   path: str | files.Location, *, progress: bool = True) -> "Benchmark":
         """Derive the benchmark from the reference store at ``path`` (checked as training
         reads it: ``store.open_reference``)."""
         coarse = store.open_reference(path, validate_component("coarsener", coarsener),
                                       reference).fields
-        root = zarr.open_group(path, mode="r")
+        root = store.open_group(path)
         test = reference.split_runs()["test"]
         stop = test.stop
         samples = np.linspace(0, reference.n_samples - 1, OFFLINE_SAMPLES_PER_RUN).astype(int)
@@ -185,11 +190,14 @@ def _transfer(model, q, forcing):
 
 
 def load_benchmark(name: str, *, progress: bool = True) -> Benchmark:
-    """The benchmark of reference preset ``name`` (``qgzoo.data.reference.REFERENCES``), Operator1.
+    """The benchmark of reference preset ``name`` (``qgzoo.data.reference.REFERENCES``), Operator1,
+    or the one saved at ``name``, a ``.npz`` file or URL (``Benchmark.save``).
 
     Shipped in the zoo (``registry/references/NAME.npz``), else cached, else
     derived from the reference store, which is built if it is not cached either.
     """
+    if name.endswith(".npz"):
+        return Benchmark.load(name)
     shipped = shipped_path(name)
     if shipped.exists():
         return Benchmark.load(shipped)
