@@ -131,18 +131,6 @@ def test_runs_are_split_into_near_equal_groups():
     assert store.run_groups(2, 5) == [range(0, 1), range(1, 2)]
 
 
-def test_groups_of_runs_built_by_two_dask_workers_make_the_same_store(tiny_store, tmp_path):
-    path = tmp_path / "split.zarr"
-    # Run 0 and 1 on one worker, run 2 on the other: each writes only its runs' chunks.
-    build_store(qgzoo.ReferenceSpec(**TINY), path, progress=False, workers=2)
-    assert not list(tmp_path.glob("*.resume.eqx*"))
-    split, whole = arrays(path), arrays(tiny_store)
-    for name, values in whole.items():
-        np.testing.assert_allclose(split[name], values, rtol=1e-12, atol=0, err_msg=name)
-    assert store.verify_store(path) == store.verify_store(tiny_store)
-    assert zarr.open_group(path)["hires/ke"].chunks[0] == 1
-
-
 def test_training_streams_from_the_store_as_from_memory(tiny_store):
     stored = open_reference(tiny_store)
     in_memory = ReferenceData({k: np.asarray(v[:]) for k, v in stored.fields.items()},

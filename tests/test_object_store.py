@@ -152,7 +152,7 @@ def test_a_damaged_object_is_named(built, monkeypatch):
 
 
 def test_a_benchmark_on_s3_is_saved_read_and_compared_on(built):
-    from qgzoo.evaluation.benchmark import Benchmark
+    from qgzoo.evaluation.benchmark import Benchmark, load_benchmark
     local, _ = built
     bench = Benchmark.from_store("tiny", TINY, {"kind": "operator1"},
                                  f"s3://{BUCKET}/built/ref.zarr", progress=False)
@@ -163,5 +163,5 @@ def test_a_benchmark_on_s3_is_saved_read_and_compared_on(built):
     again = Benchmark.load(url)
     np.testing.assert_array_equal(again.initial_q, bench.initial_q)
     np.testing.assert_array_equal(again.offline_forcing, bench.offline_forcing.astype(np.float32))
-    comparison = qgzoo.compare(["none"], [url], out=None, figures=False, progress=False)
-    assert comparison.benchmarks[0].name == "tiny" and comparison.rows()[0]["mean"] == 0
+    # compare --benchmark URL reads it so.
+    np.testing.assert_array_equal(load_benchmark(url, progress=False).hires_ke, bench.hires_ke)

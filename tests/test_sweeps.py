@@ -168,6 +168,12 @@ def test_compare_shows_a_sweep_as_one_row_per_configuration_with_its_spread(swep
         runs = [comparison.results[s, "small"].blowup_step.size for s in seeds]
         assert rows[name]["stable"].endswith(f"/{sum(runs)}")
     assert rows["none"]["seeds"] == 1 and "mean_std" not in rows["none"]
+    # A trained folder named like one of the sweep's rows would merge into it: refused.
+    clash = tmp_path / "sweep learning_rate=0.001"
+    shutil.copytree(next((out / "trials").iterdir()), clash)
+    with pytest.raises(qgzoo.UserError, match=r"a sweep's row and an entry share the name "
+                                              r"\['sweep learning_rate=0.001'\]; rename"):
+        qgzoo.compare([str(out), str(clash)], [bench], out=None, progress=False)
     board = (tmp_path / "compare" / "leaderboard.md").read_text()
     assert "| seeds |" in board and " ± " in board
     figure = figures.mean_similarity(comparison)

@@ -261,8 +261,8 @@ def _fill_on_dask(spec: ReferenceSpec, path: files.Location, workers: int | None
 
     cluster = None if scheduler else LocalCluster(
         n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=None)
-    with Client(scheduler or cluster) as client:
-        try:
+    try:
+        with Client(scheduler or cluster) as client:
             groups = run_groups(spec.n_runs, max(1, len(client.nthreads())))
             futures = [client.submit(build_runs, spec.model_dump(mode="json"), str(path),
                                      g.start, g.stop, key=f"runs-{g.start}-{g.stop}-{path.name}",
@@ -272,9 +272,9 @@ def _fill_on_dask(spec: ReferenceSpec, path: files.Location, workers: int | None
                 if progress:
                     print(f"reference {path.name}: {done}/{len(groups)} groups of runs built",
                           file=sys.stderr, flush=True)
-        finally:
-            if cluster is not None:
-                cluster.close()
+    finally:
+        if cluster is not None:
+            cluster.close()
     return True
 
 

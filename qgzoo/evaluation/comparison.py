@@ -261,6 +261,10 @@ def compare(entries=None, benchmarks=(MAIN_BENCHMARK, TRANSFER_BENCHMARK), *,
     duplicate = {n for n in names if names.count(n) > 1}
     if duplicate:
         raise UserError(f"entry names must be unique; repeated: {sorted(duplicate)}")
+    clash = {e.group for e in resolved if e.group} & {e.name for e in resolved if not e.group}
+    if clash:
+        raise UserError(f"a sweep's row and an entry share the name {sorted(clash)}; rename "
+                        f"the sweep's folder (its name starts its rows' names)")
     if out is not None and pathlib.Path(out).exists() and not pathlib.Path(out).is_dir():
         raise UserError(f"{out} is a file, not a folder; choose another output folder")
     with files.locked(out) if out is not None else contextlib.nullcontext():
