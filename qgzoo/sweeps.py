@@ -1,7 +1,8 @@
 """Sweeps: one base Experiment, axes over its field paths, each trial trained and scored as
 a task on Dask.distributed.
 
-A ``Sweep`` names the base experiment and, per field path (``training.seed``,
+A ``Sweep`` names the base experiment (or a zoo entry, or a JSON file, whose
+experiment it takes) and, per field path (``training.seed``,
 ``optimizer.learning_rate``), the values to try: a list, or a range drawn as
 a linear or logarithmic grid, or at random. ``Sweep.trials`` validates every
 trial's experiment before anything runs. ``sweep`` runs the trials not yet
