@@ -497,15 +497,18 @@ def test_an_internal_error_is_one_line_with_status_1_and_a_traceback_under_debug
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(reason="known defect: since dask, s3fs and universal-pathlib joined the "
-                          "dependencies, a SIGINT no longer stops `qgzoo train` (open)",
-                   strict=False)
 def test_an_interrupted_training_exits_130_without_a_traceback_and_resumes(small_data, tmp_path):
     path = write_spec(tmp_path / "x.json", steps=100000, checkpoint_every=1)
     out = tmp_path / "out"
-    process = subprocess.Popen([sys.executable, "-m", "qgzoo.app.cli", "train", str(path),
-                                "--out", str(out), "--no-progress"],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # A child inherits an ignored SIGINT (pytest started in the background by a
+    # non-interactive shell): give it the default disposition, as a terminal would.
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "qgzoo.app.cli", "train", str(path),
+                                    "--out", str(out), "--no-progress"],
+                                   stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     deadline = time.monotonic() + 300
     while not (out / "checkpoint.eqx").exists() and time.monotonic() < deadline:
         time.sleep(0.5)
