@@ -4,7 +4,9 @@ Each entry is a trained folder (``qgzoo.training.trained``) ``registry/NAME``
 holding ``experiment.json``, ``parameterization.eqx`` (absent for physical
 closures used with their published constants), ``log.jsonl`` and ``card.md``,
 the model card that ``qgzoo zoo build NAME`` writes after training and scoring
-it. ``registry/references`` holds the shipped benchmarks. The zoo's folder is
+it. An entry of published weights holds them, unchanged and with their licence
+and source, in ``published/``, from which its ``parameterization.eqx`` is
+converted. ``registry/references`` holds the shipped benchmarks. The zoo's folder is
 ``qgzoo.core.files.registry_dir()`` (``QGZOO_REGISTRY`` points it elsewhere).
 """
 
@@ -18,18 +20,50 @@ from qgzoo.components.networks import AbstractParameterization
 from qgzoo.core.errors import UserError
 from qgzoo.core.files import read_json, read_text, registry_dir
 from qgzoo.core.schema import validation_messages
+from qgzoo.data.reference import REFERENCES, ReferenceSpec
 from qgzoo.training import trained
 from qgzoo.training.experiment import Experiment
 
 CARD = "card.md"
+PUBLISHED = "published"
 
 
-def names() -> list[str]:
-    """The entries' names, sorted."""
+def names(*, lores_nx: int | None = None) -> list[str]:
+    """The entries' names, sorted; with ``lores_nx``, only those made at that low
+    resolution (the grid their experiment's reference coarsens to)."""
     root = registry_dir()
     if not root.is_dir():
         return []
-    return sorted(p.name for p in root.iterdir() if trained.entry_folder(p.name) is not None)
+    found = sorted(p.name for p in root.iterdir() if trained.entry_folder(p.name) is not None)
+    return [name for name in found if lores_nx is None or grids(name)[1] == lores_nx]
+
+
+def grids(name: str) -> tuple[int, int]:
+    """(high, low) resolution of the reference entry ``name`` was made on, read from its
+    JSON (no plugin needed)."""
+    spec = read_json(folder(name) / trained.EXPERIMENT, "experiment")
+    reference = spec.get("reference", {}) if isinstance(spec, dict) else {}
+    return tuple(reference.get(key, ReferenceSpec.model_fields[key].default)
+                 for key in ("hires_nx", "lores_nx"))
+
+
+def benchmarks(name: str) -> tuple[str, ...]:
+    """The reference presets entry ``name`` is scored on: that of its experiment's
+    resolution (``CONFIG-HIRES-LORES``), then the jet's at that resolution (transfer)."""
+    reference = experiment(name).reference
+    grid = f"{reference.hires_nx}-{reference.lores_nx}"
+    found = tuple(f"{config}-{grid}" for config in dict.fromkeys((reference.config, "jet"))
+                  if f"{config}-{grid}" in REFERENCES)
+    if not found:
+        raise UserError(f"{name}: no reference preset at {reference.hires_nx} -> "
+                        f"{reference.lores_nx}; presets: {', '.join(REFERENCES)}")
+    return found
+
+
+def published(name: str) -> pathlib.Path | None:
+    """The folder of entry ``name``'s published weights, or None if it has none."""
+    path = folder(name) / PUBLISHED
+    return path if path.is_dir() else None
 
 
 def folder(name: str) -> pathlib.Path:
@@ -85,5 +119,6 @@ def card(name: str) -> str:
 
 
 def trains(name: str) -> bool:
-    """Whether entry ``name`` is trained (as opposed to a closure with fixed constants)."""
+    """Whether entry ``name`` is trained here (as opposed to a closure with fixed
+    constants, or published weights)."""
     return experiment(name).training.steps > 0

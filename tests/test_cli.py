@@ -100,7 +100,7 @@ def test_zoo_list_and_show_read_the_registry(capsys, tmp_path, monkeypatch):
     (tmp_path / "plain" / "card.md").write_text("# plain\n\nthe card\n")
     assert cli.main(["zoo", "list"]) == 0
     line, = capsys.readouterr().out.splitlines()
-    assert line.split() == ["plain", "none", "fixed", "constants"]
+    assert line.split() == ["plain", "128->32", "none", "fixed", "constants"]
     assert cli.main(["zoo", "show", "plain"]) == 0
     assert "the card" in capsys.readouterr().out
     assert cli.main(["zoo", "show", "missing"]) == 2
@@ -128,4 +128,5 @@ def test_compare_names_the_known_references_for_an_unknown_one(capsys, tmp_path,
     monkeypatch.setenv("QGZOO_REGISTRY", str(tmp_path))
     assert cli.main(["compare", "none", "--benchmark", "nope", "--out", str(tmp_path)]) == 2
     assert capsys.readouterr().err == (
-        "error: unknown reference 'nope'; presets: ['eddy-128-32', 'eddy-64-16', 'jet-128-32']\n")
+        "error: unknown reference 'nope'; presets: ['eddy-128-32', 'eddy-256-64', 'eddy-64-16', "
+        "'jet-128-32', 'jet-256-64']\n")

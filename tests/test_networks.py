@@ -142,23 +142,30 @@ def test_fullycnn_size_and_receptive_field(stats):
     spec = CNNSpec(preset="fullycnn")
     closure = spec.build(stats, key=jax.random.key(0))
     # By hand: a k x k conv from c_in to c_out has k*k*c_in*c_out + c_out numbers,
-    # an affine layer two per channel (scale and shift), 2 inputs and 2 outputs:
+    # an affine layer two per channel (scale and shift); one network per output
+    # layer, each from 2 inputs to 1 output:
     convs = ((5 * 5 * 2 * 128 + 128) + (5 * 5 * 128 * 64 + 64) + (3 * 3 * 64 * 32 + 32)
-             + 4 * (3 * 3 * 32 * 32 + 32) + (3 * 3 * 32 * 2 + 2))
+             + 4 * (3 * 3 * 32 * 32 + 32) + (3 * 3 * 32 * 1 + 1))
     norms = 2 * (128 + 64 + 5 * 32)
-    assert convs + norms == 268_130  # "about 268 000" (SCIENCE.md)
-    assert _count(closure.core) == 268_130
+    assert convs + norms == 267_841  # per network, as published (SCIENCE.md)
+    assert [_count(net) for net in closure.core.nets] == [267_841] * 2
     params, _ = eqx.partition(closure, trainable(closure))
-    assert _count(params) == 268_130  # the scales are not trained
+    assert _count(params) == 2 * 267_841  # the scales are not trained
+    assert closure.input_scale.mean is not None  # inputs standardised by mean and std
 
     # Receptive field 1 + 2*(2 + 2) + 6*(1 + 1) = 21: the network is local.
     core = closure.core
     x = jax.random.normal(jax.random.key(2), (2, 32, 32), jnp.float32)
     bump = x.at[0, 16, 16].add(3.0)
-    changed = np.abs(np.asarray(core(bump) - core(x))).max(axis=0) > 0
+    delta = np.asarray(core(bump) - core(x))
+    # The output's mean is removed, which moves every point a little: look at the
+    # change beyond that shift.
+    changed = np.abs(delta - np.median(delta, axis=(1, 2), keepdims=True)).max(axis=0) > 1e-5
     rows, cols = np.nonzero(changed)
     assert (rows.max() - rows.min() + 1, cols.max() - cols.min() + 1) == (21, 21)
     assert (rows.min(), cols.min()) == (6, 6)
+    # Each layer's output has zero spatial mean.
+    np.testing.assert_allclose(np.asarray(core(x)).mean(axis=(1, 2)), 0, atol=1e-6)
 
 
 @pytest.mark.parametrize("stencil", [3, 5])

@@ -15,6 +15,7 @@ import qgzoo
 from qgzoo import zoo
 from qgzoo.app import cli
 from qgzoo.core import files
+from qgzoo.evaluation import comparison as comparing
 from qgzoo.evaluation.comparison import entry_from_folder
 from qgzoo.data.reference import REFERENCES, SMALL_REFERENCE
 from qgzoo.core.schema import validate_component
@@ -182,10 +183,24 @@ def test_the_shipped_registry_is_the_default_and_its_entries_are_specs(monkeypat
     for folder in folders:
         spec = json.loads((folder / "experiment.json").read_text())
         assert isinstance(spec["network"]["kind"], str) and spec["network"]["kind"], folder.name
-        trained = (folder / "parameterization.eqx").exists()
-        if trained:
-            assert spec["training"]["steps"] > 0, folder.name
-            assert (folder / "card.md").is_file(), f"{folder.name} is trained but has no card"
+        if (folder / "parameterization.eqx").exists():  # trained here, or published
+            assert spec["training"]["steps"] > 0 or (folder / "published").is_dir(), folder.name
+            assert (folder / "card.md").is_file(), f"{folder.name} has weights but no card"
+
+
+def test_entries_are_chosen_by_resolution_and_scored_on_their_own_benchmarks():
+    everything = zoo.names()
+    at_32, at_64 = zoo.names(lores_nx=32), zoo.names(lores_nx=64)
+    assert at_64 == ["ross2023-backscatter", "ross2023-fcnn", "ross2023-smagorinsky",
+                     "ross2023-zanna-bolton"]
+    assert sorted(at_32 + at_64) == everything
+    assert zoo.grids("ross2023-fcnn") == (256, 64) and zoo.grids("none") == (128, 32)
+    assert zoo.benchmarks("ross2023-fcnn") == ("eddy-256-64", "jet-256-64")
+    assert zoo.benchmarks("cnn-offline") == ("eddy-128-32", "jet-128-32")
+    assert comparing.default_entries("eddy-128-32") == at_32
+    assert comparing.default_entries("jet-256-64") == at_64
+    assert zoo.published("ross2023-fcnn").name == "published"
+    assert zoo.published("cnn-offline") is None
 
 
 def test_shipped_benchmarks_match_their_presets():

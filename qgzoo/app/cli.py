@@ -325,18 +325,22 @@ def sweep_command(args: argparse.Namespace) -> int:
 
 
 def zoo_list_command(args: argparse.Namespace) -> int:
-    """One line per entry: name, network kind, how it was trained (or what it lacks here)."""
-    for name in zoo.names():
+    """One line per entry: name, grids, network kind, how it was made (or what it lacks here)."""
+    names = zoo.names()
+    width = max((len(name) for name in names), default=0) + 1
+    for name in names:
         problem = zoo.unavailable(name)
         if problem is not None:
-            print(f"{name:20} {zoo.network_kind(name):24} unavailable: {problem}")
+            print(f"{name:{width}} {'':9} {zoo.network_kind(name):24} unavailable: {problem}")
             continue
         spec = Runnable.from_folder(zoo.folder(name))
         training = spec.training
-        how = ("fixed constants" if not training.steps else
+        how = ("published weights" if zoo.published(name) is not None else
+               "fixed constants" if not training.steps else
                f"online, T = {training.rollout_steps} samples" if training.rollout_steps else
                f"offline, on {training.forcing_target}")
-        print(f"{name:20} {spec.network.kind:24} {how}")
+        grids = "{}->{}".format(*zoo.grids(name))
+        print(f"{name:{width}} {grids:9} {spec.network.kind:24} {how}")
     return 0
 
 

@@ -8,6 +8,7 @@ import pathlib
 import platform
 
 from qgzoo import zoo
+from qgzoo.components.networks import load_fullycnn
 from qgzoo.core import files
 from qgzoo.core.plugins import distribution_version
 from qgzoo.evaluation.benchmark import load_benchmark, shipped_path
@@ -18,19 +19,22 @@ from qgzoo.training.experiment import Experiment
 
 
 def build_entry(name: str, *, train: bool = True, progress: bool = True) -> pathlib.Path:
-    """Reproduce entry ``name``: train it from its experiment.json, score it, write its card.
+    """Reproduce entry ``name``: train it from its experiment.json (or convert its
+    published weights), score it, write its card.
 
     Entries with ``training.steps == 0`` are not trained; their card is written
     all the same. Training data come from the reference store (built if not
-    cached); scores from ``qgzoo.compare`` on the main and transfer benchmarks.
-    ``train=False`` only rescores an entry trained before.
+    cached); scores from ``qgzoo.compare`` on the benchmarks of the entry's
+    resolution (``zoo.benchmarks``). ``train=False`` only rescores it.
     """
     path = zoo.folder(name)
     spec = zoo.experiment(name)
-    if train and spec.training.steps > 0:
+    if train and zoo.published(name) is not None:
+        files.write_tree(path / trained.WEIGHTS, load_fullycnn(zoo.published(name)))
+    elif train and spec.training.steps > 0:
         trainer.train(spec, path, progress=progress, overwrite=True)
         files.remove(path / trained.CHECKPOINT)
-    comparison = compare([name], out=None, progress=progress)
+    comparison = compare([name], zoo.benchmarks(name), out=None, progress=progress)
     files.atomic_write_text(path / zoo.CARD, model_card(name, spec, comparison))
     return path
 
@@ -53,6 +57,9 @@ def model_card(name: str, spec: Experiment, comparison: Comparison) -> str:
                f"CPU ({skipped} updates skipped)")
         if training.init_from:
             how = f"from the weights of `{training.init_from}`, then {how}"
+    elif zoo.published(name) is not None:
+        how = (f"not trained here: published weights, converted from `{zoo.PUBLISHED}/` "
+               f"(source and licence: `{zoo.PUBLISHED}/SOURCE.md`, `{zoo.PUBLISHED}/LICENSE`)")
     else:
         how = "not trained: constants as in the spec"
     lines = [

@@ -229,6 +229,14 @@ EDDY_128_32 = dict(hires_nx=128, lores_nx=32, n_runs=8, n_val_runs=1, n_test_run
 JET_128_32 = {**EDDY_128_32, "config": "jet", "n_runs": 4, "n_val_runs": 0,
               "spinup_steps": 7 * 8760}
 
-#: Reference presets for ``qgzoo data build NAME``.
+#: The field's benchmark (Ross et al. 2023): eddy, 256 -> 64 (Operator1 and
+#: Operator2), 8 runs (5 train, 1 validation, 2 test) spun up 5 years, as their
+#: statistics are averaged from year 5, then one year sampled every 12 hours.
+EDDY_256_64 = {**EDDY_128_32, "hires_nx": 256, "lores_nx": 64, "spinup_steps": 5 * 8760}
+
+#: jet, 256 -> 64, for transfer: 4 runs (2 held out) spun up 7 years (as jet-128-32).
+JET_256_64 = {**JET_128_32, "hires_nx": 256, "lores_nx": 64}
+
+#: Reference presets for ``qgzoo data build NAME``, named CONFIG-HIRES-LORES.
 REFERENCES = {"eddy-64-16": SMALL_REFERENCE, "eddy-128-32": EDDY_128_32,
-              "jet-128-32": JET_128_32}
+              "jet-128-32": JET_128_32, "eddy-256-64": EDDY_256_64, "jet-256-64": JET_256_64}

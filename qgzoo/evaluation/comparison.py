@@ -24,6 +24,7 @@ from qgzoo.components.networks import NoClosure
 from qgzoo.core import files, plugins
 from qgzoo.core.errors import UserError
 from qgzoo.core.schema import validate_component
+from qgzoo.data.reference import REFERENCES, ReferenceSpec
 from qgzoo.evaluation import climate, report
 from qgzoo.evaluation.benchmark import Benchmark, load_benchmark
 from qgzoo.evaluation.results import BASELINE, Entry, Result, cached_run
@@ -246,7 +247,7 @@ class Comparison:
 def compare(entries=None, benchmarks=(MAIN_BENCHMARK, TRANSFER_BENCHMARK), *,
             out: str | pathlib.Path | None = "runs/compare", cache: bool = True,
             figures: bool = True, progress: bool = True) -> Comparison:
-    """Compare ``entries`` (see ``resolve``; default: every zoo entry) on ``benchmarks``.
+    """Compare ``entries`` (see ``resolve``; default: ``default_entries``) on ``benchmarks``.
 
     The first benchmark makes the leaderboard's main columns, the others add a
     mean-similarity column each (transfer). With ``out`` (locked while the
@@ -255,8 +256,9 @@ def compare(entries=None, benchmarks=(MAIN_BENCHMARK, TRANSFER_BENCHMARK), *,
     ``$QGZOO_CACHE/runs``); ``cache=False`` recomputes them and replaces what
     the cache held.
     """
-    resolved = [entry for item in (zoo.names() if entries is None else entries)
-                for entry in resolve_all(item)]
+    if entries is None:
+        entries = default_entries(benchmarks[0])
+    resolved = [entry for item in entries for entry in resolve_all(item)]
     names = [e.name for e in resolved]
     duplicate = {n for n in names if names.count(n) > 1}
     if duplicate:
@@ -289,6 +291,18 @@ def compare(entries=None, benchmarks=(MAIN_BENCHMARK, TRANSFER_BENCHMARK), *,
             if progress:
                 print(f"report: {written}")
     return comparison
+
+
+def default_entries(benchmark: str | Benchmark) -> list[str]:
+    """The zoo entries made at ``benchmark``'s low resolution (a preset's name, a saved
+    benchmark or a ``Benchmark``): what a comparison on it scores by default."""
+    if isinstance(benchmark, Benchmark):
+        lores_nx = benchmark.reference.lores_nx
+    elif benchmark in REFERENCES:
+        lores_nx = ReferenceSpec.model_validate(REFERENCES[benchmark]).lores_nx
+    else:
+        lores_nx = load_benchmark(benchmark, progress=False).reference.lores_nx
+    return zoo.names(lores_nx=lores_nx)
 
 
 def measure_costs(entries: list[Entry], bench: Benchmark, *, n_steps: int = 200,

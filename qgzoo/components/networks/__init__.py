@@ -2,10 +2,11 @@
 
 from qgzoo.components.networks.base import (
     AbstractParameterization, NeuralClosure, NeuralSpec, Scale, trainable)
-from qgzoo.components.networks.cnn import CNN, ChannelAffine, CNNSpec
+from qgzoo.components.networks.cnn import CNN, ChannelAffine, CNNSpec, PerLayer
 from qgzoo.components.networks.mlp import MLPSpec, StencilMLP
 from qgzoo.components.networks.none import NoClosure, NoneSpec
+from qgzoo.components.networks.published import load_fullycnn
 
 __all__ = ["CNN", "AbstractParameterization", "CNNSpec", "ChannelAffine", "MLPSpec",
-           "NeuralClosure", "NeuralSpec", "NoClosure", "NoneSpec", "Scale", "StencilMLP",
-           "trainable"]
+           "NeuralClosure", "NeuralSpec", "NoClosure", "NoneSpec", "PerLayer", "Scale",
+           "StencilMLP", "load_fullycnn", "trainable"]

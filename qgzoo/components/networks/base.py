@@ -40,9 +40,10 @@ class AbstractParameterization(eqx.Module):
 
 
 class Scale(eqx.Module):
-    """Per-channel scale fitted from training data; never trained."""
+    """Per-channel scale (and, for inputs, an offset) fitted to data; never trained."""
 
     std: jax.Array
+    mean: jax.Array | None = None
 
 
 class NeuralClosure(AbstractParameterization):
@@ -55,6 +56,8 @@ class NeuralClosure(AbstractParameterization):
 
     def q_forcing(self, full_state, model):
         x = jnp.concatenate([getattr(full_state, name) for name in self.inputs])
+        if self.input_scale.mean is not None:
+            x = x - jax.lax.stop_gradient(self.input_scale.mean)[:, None, None]
         x = x / jax.lax.stop_gradient(self.input_scale.std)[:, None, None]
         y = self.core(x.astype(jnp.float32))
         std = jax.lax.stop_gradient(self.output_scale.std).astype(full_state.q.dtype)
@@ -80,8 +83,11 @@ class NeuralSpec(NetworkSpec):
             raise ValueError(f"inputs must not repeat: {self.inputs}")
         return self
 
-    def closure(self, core, stats: FieldStats, target: str) -> NeuralClosure:
-        """``core`` wrapped in the input and output scales fitted to ``stats``."""
+    def closure(self, core, stats: FieldStats, target: str, *,
+                centred: bool = False) -> NeuralClosure:
+        """``core`` wrapped in the input and output scales fitted to ``stats``; a
+        ``centred`` closure also subtracts an input mean (zero: ``stats`` are about 0)."""
         input_std = jnp.concatenate([stats.std[name] for name in self.inputs])
-        return NeuralClosure(core, tuple(self.inputs), Scale(input_std),
+        mean = jnp.zeros_like(input_std) if centred else None
+        return NeuralClosure(core, tuple(self.inputs), Scale(input_std, mean),
                              Scale(stats.std[target]))
