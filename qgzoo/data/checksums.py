@@ -23,6 +23,7 @@ of the chunks it read.
 
 from __future__ import annotations
 
+import collections
 import itertools
 import json
 from collections.abc import Callable
@@ -249,15 +250,27 @@ def value_problems(path: files.Location, root: zarr.Group, spec: ReferenceSpec) 
 
 
 class CheckedArray:
-    """A zarr array of a store whose failed reads raise ``fail(problems)``, the problems
-    naming the chunk files at fault."""
+    """A zarr array of a complete store whose failed reads raise ``fail(problems)``, the
+    problems naming the chunk files at fault.
+
+    Reads of one run's samples (``array[run, start:stop]``, what training's windows
+    are) go through whole decoded chunks, the last ``CHUNK_CACHE_BYTES`` of them
+    kept, so that the many small windows of a training decode each chunk once,
+    not once per window. The store must not change while it is open.
+    """
 
     def __init__(self, array: zarr.Array, path: files.Location,
                  fail: Callable[[list[str]], Exception]):
         self.array, self.path, self.fail = array, path, fail
         self.shape, self.dtype = array.shape, array.dtype
+        self.chunks = ChunkCache(CHUNK_CACHE_BYTES)
 
     def __getitem__(self, key) -> np.ndarray:
+        if self._by_chunk(key):
+            return self._samples(int(key[0]), key[1])
+        return self._read(key)
+
+    def _read(self, key) -> np.ndarray:
         try:
             return np.asarray(self.array[key])
         except (IndexError, TypeError):  # a bad key, not bad bytes
@@ -268,5 +281,48 @@ class CheckedArray:
                 raise
             raise self.fail(problems) from error
 
+    def _by_chunk(self, key) -> bool:
+        return (isinstance(key, tuple) and len(key) == 2 and isinstance(key[0], (int, np.integer))
+                and isinstance(key[1], slice) and key[1].step in (None, 1)
+                and len(self.shape) >= 2 and self.array.chunks[0] == 1
+                and 0 <= key[0] < self.shape[0])
+
+    def _samples(self, run: int, times: slice) -> np.ndarray:
+        start, stop, _ = times.indices(self.shape[1])
+        size = self.array.chunks[1]
+        if stop <= start:
+            return self._read((run, times))
+        first, last = start // size, (stop - 1) // size
+        blocks = [self.chunks.get((run, block), lambda block=block: self._read(
+                      (run, slice(block * size, (block + 1) * size))))
+                  for block in range(first, last + 1)]
+        joined = blocks[0] if len(blocks) == 1 else np.concatenate(blocks)
+        return joined[start - first * size:stop - first * size].copy()
+
     def __array__(self, dtype=None, copy=None):
         return np.asarray(self[...], dtype=dtype)
+
+
+#: Decoded chunks kept per array of an open store: a 128 -> 32 store's chunk is
+#: 1 MiB (64 samples of one run), a 256 -> 64 one's 4 MiB.
+CHUNK_CACHE_BYTES = 256 << 20
+
+
+class ChunkCache:
+    """Decoded chunks, the least recently used dropped first beyond ``max_bytes``."""
+
+    def __init__(self, max_bytes: int):
+        self.max_bytes, self.nbytes = max_bytes, 0
+        self._chunks: collections.OrderedDict = collections.OrderedDict()
+
+    def get(self, key, read: Callable[[], np.ndarray]) -> np.ndarray:
+        """The chunk kept under ``key``, else ``read()``, then kept."""
+        if key in self._chunks:
+            self._chunks.move_to_end(key)
+            return self._chunks[key]
+        chunk = read()
+        self._chunks[key] = chunk
+        self.nbytes += chunk.nbytes
+        while self.nbytes > self.max_bytes and len(self._chunks) > 1:
+            self.nbytes -= self._chunks.popitem(last=False)[1].nbytes
+        return chunk
