@@ -63,8 +63,8 @@ def main():
         baseline = batches(per_window)
         cold = batches(cached)
         warm = batches(cached)
-    print(f"per batch of {args.batch_size} windows x 2 fields: read per window {baseline:.1f} ms; "
-          f"whole chunks kept {cold:.1f} ms cold, {warm:.2f} ms warm")
+    print(f"per batch of {args.batch_size} windows x 2 fields: read per window "
+          f"{baseline:.1f} ms; whole chunks kept {cold:.1f} ms cold, {warm:.2f} ms warm")
     print(f"ratio per-window / kept chunks = {baseline / cold:.1f} cold, {baseline / warm:.0f} warm")
 
 

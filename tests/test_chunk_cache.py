@@ -1,4 +1,4 @@
-"""Training's windows read from a store decode each chunk once, and read what numpy slicing reads."""
+"""Training's windows read from a store decode each chunk once and equal numpy slices."""
 
 import numpy as np
 import zarr
