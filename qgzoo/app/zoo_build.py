@@ -29,8 +29,9 @@ def build_entry(name: str, *, train: bool = True, progress: bool = True) -> path
     """
     path = zoo.folder(name)
     spec = zoo.experiment(name)
-    if train and zoo.published(name) is not None:
-        files.write_tree(path / trained.WEIGHTS, load_fullycnn(zoo.published(name)))
+    published = zoo.published(name)
+    if train and published is not None:
+        files.write_tree(path / trained.WEIGHTS, load_fullycnn(published))
     elif train and spec.training.steps > 0:
         trainer.train(spec, path, progress=progress, overwrite=True)
         files.remove(path / trained.CHECKPOINT)
