@@ -26,6 +26,10 @@ from qgzoo.training.experiment import Experiment
 
 CARD = "card.md"
 PUBLISHED = "published"
+#: An entry's scores as a paper reports them: ``{"source": ..., "scores": {BENCHMARK:
+#: {"mean": ..., "min": ..., "positive": ...}}}`` (mean and min of the 18 similarity
+#: scores, how many are positive; only ``mean`` is required).
+PUBLISHED_SCORES = "published-scores.json"
 
 
 def names(*, lores_nx: int | None = None) -> list[str]:
@@ -64,6 +68,15 @@ def published(name: str) -> pathlib.Path | None:
     """The folder of entry ``name``'s published weights, or None if it has none."""
     path = folder(name) / PUBLISHED
     return path if path.is_dir() else None
+
+
+def published_scores(name: str) -> dict[str, dict[str, float]]:
+    """Benchmark name -> the published scores of entry ``name`` on it (``PUBLISHED_SCORES``);
+    empty if no paper reports any (or ``name`` is not an entry's)."""
+    path = trained.entry_folder(name)
+    if path is None or not (path / PUBLISHED_SCORES).is_file():
+        return {}
+    return read_json(path / PUBLISHED_SCORES, "published scores")["scores"]
 
 
 def folder(name: str) -> pathlib.Path:

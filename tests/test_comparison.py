@@ -61,9 +61,9 @@ def counting_run_entry(monkeypatch):
     computed = []
     original = results.run_entry
 
-    def counting(entry, bench):
+    def counting(entry, bench, **options):
         computed.append(entry.name)
-        return original(entry, bench)
+        return original(entry, bench, **options)
 
     monkeypatch.setattr(results, "run_entry", counting)
     return computed

@@ -17,7 +17,9 @@ from qgzoo.core.errors import UserError
 from qgzoo.core.schema import invalid_spec, validate_component
 from qgzoo.data import store
 from qgzoo.data.reference import REFERENCES, ReferenceSpec
-from qgzoo.evaluation.comparison import MAIN_BENCHMARK, TRANSFER_BENCHMARK, compare
+from qgzoo.evaluation.comparison import (
+    FIELD_BENCHMARKS, MAIN_BENCHMARK, TRANSFER_BENCHMARK, compare, default_benchmarks)
+from qgzoo.evaluation.protocols import DEFAULT_PROTOCOL, PROTOCOLS
 from qgzoo.sweeps import Sweep, sweep, sweep_schema
 from qgzoo.training.experiment import Experiment, schema
 from qgzoo.training.presets import EXPERIMENTS
@@ -158,13 +160,22 @@ def _add_comparison_commands(commands) -> None:
     comparing.add_argument(
         "--benchmark", action="append", metavar="NAME", dest="benchmarks",
         help=f"reference to score on, repeatable; the first makes the leaderboard "
-             f"(default: {MAIN_BENCHMARK} then {TRANSFER_BENCHMARK}; a preset: "
+             f"(default: {MAIN_BENCHMARK} then {TRANSFER_BENCHMARK}, or "
+             f"{' then '.join(FIELD_BENCHMARKS)} under --protocol ross2023; a preset: "
              f"{', '.join(REFERENCES)}; or a saved benchmark, a .npz file or URL)")
+    comparing.add_argument(
+        "--protocol", choices=sorted(PROTOCOLS), default=DEFAULT_PROTOCOL,
+        help=f"how the runs are made (default: {DEFAULT_PROTOCOL}, from held-out states; "
+             f"ross2023: Ross et al.'s 10-year runs from random initial conditions)")
     comparing.add_argument("--out", type=pathlib.Path, default=pathlib.Path("runs/compare"),
                            metavar="DIR", help="output folder (default: runs/compare)")
     comparing.add_argument("--no-cache", action="store_true",
                            help="recompute every run (and replace its cached result)")
     comparing.add_argument("--no-figures", action="store_true", help="skip the figures")
+    comparing.add_argument(
+        "--ship", action="store_true",
+        help="keep the runs in the zoo (registry/references/runs), where every comparison "
+             "reads them instead of computing them")
     comparing.set_defaults(command=compare_command)
 
 
@@ -198,6 +209,8 @@ def _add_zoo_commands(commands) -> None:
         "benchmark", help="derive a reference's benchmark from its store (built if needed) "
                           "into registry/references")
     shipping.add_argument("name", choices=sorted(REFERENCES), metavar="NAME")
+    shipping.add_argument("--protocol", choices=sorted(PROTOCOLS), default=DEFAULT_PROTOCOL,
+                          help="restarts: from the store; ross2023: from long runs")
     shipping.set_defaults(command=zoo_benchmark_command)
 
 
@@ -306,9 +319,9 @@ def data_info_command(args: argparse.Namespace) -> int:
 
 def compare_command(args: argparse.Namespace) -> int:
     """Compare entries and write the leaderboard, scores, figures and report."""
-    benchmarks = args.benchmarks or (MAIN_BENCHMARK, TRANSFER_BENCHMARK)
-    comparison = compare(args.entries or None, benchmarks, out=args.out,
-                         cache=not args.no_cache, figures=not args.no_figures)
+    benchmarks = args.benchmarks or default_benchmarks(args.protocol)
+    comparison = compare(args.entries or None, benchmarks, protocol=args.protocol, out=args.out,
+                         cache=not args.no_cache, ship=args.ship, figures=not args.no_figures)
     print()
     print(comparison.table())
     return 0
@@ -362,7 +375,7 @@ def zoo_build_command(args: argparse.Namespace) -> int:
 
 def zoo_benchmark_command(args: argparse.Namespace) -> int:
     """Write registry/references/NAME.npz from the reference store."""
-    print(zoo_build.ship_benchmark(args.name))
+    print(zoo_build.ship_benchmark(args.name, args.protocol))
     return 0
 
 

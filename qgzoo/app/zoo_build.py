@@ -13,6 +13,7 @@ from qgzoo.core import files
 from qgzoo.core.plugins import distribution_version
 from qgzoo.evaluation.benchmark import load_benchmark, shipped_path
 from qgzoo.evaluation.comparison import Comparison, compare
+from qgzoo.evaluation.protocols import DEFAULT_PROTOCOL
 from qgzoo.evaluation.results import BASELINE
 from qgzoo.training import trained, trainer
 from qgzoo.training.experiment import Experiment
@@ -94,9 +95,9 @@ def model_card(name: str, spec: Experiment, comparison: Comparison) -> str:
     return "\n".join(lines)
 
 
-def ship_benchmark(name: str) -> pathlib.Path:
-    """Write the benchmark of reference preset ``name`` into the zoo, from its store
-    (built first if it is not cached); returns the file."""
-    path = shipped_path(name)
+def ship_benchmark(name: str, protocol: str = DEFAULT_PROTOCOL) -> pathlib.Path:
+    """Write the benchmark of reference preset ``name`` under ``protocol`` into the zoo, made
+    from its store or its long runs (``load_benchmark``) if it is not cached; returns the file."""
+    path = shipped_path(name, protocol)
     path.unlink(missing_ok=True)
-    return load_benchmark(name).save(path)
+    return load_benchmark(name, protocol).save(path)

@@ -94,7 +94,20 @@ class Climate:
         q = q[np.all(np.isfinite(q), axis=(1, 2, 3))]
         if q.shape[0] == 0:
             return None
-        mean = _mean_budget(model, q, forcing_fn, batch)
+        return cls.from_budget(model, _mean_budget(model, q, forcing_fn, batch), q,
+                               n_quantiles=n_quantiles, batch=batch)
+
+    @classmethod
+    def from_budget(cls, model, mean_budget: dict, q, *, n_quantiles: int = N_QUANTILES,
+                    batch: int = 16) -> "Climate":
+        """The climate of time-averaged budget spectra and of snapshots ``q`` (n, nz, ny, nx).
+
+        ``mean_budget`` holds ``budget.budget_spectra``'s keys, averaged over the
+        runs and times the caller chose (Ross et al. average during their runs,
+        ``qgzoo.simulate.long_run``); the distributions pool the snapshots.
+        """
+        mean = mean_budget
+        q = np.asarray(q)
         spectra2d = {"KEflux": mean["KEflux"] + mean["paramspec_KEflux"],
                      "APEflux": mean["APEflux"] + mean["paramspec_APEflux"],
                      "APEgenspec": mean["APEgenspec"], "KEfrictionspec": mean["KEfrictionspec"]}

@@ -25,9 +25,9 @@ from qgzoo.core import files, plugins
 from qgzoo.core.errors import UserError
 from qgzoo.core.schema import validate_component
 from qgzoo.data.reference import REFERENCES, ReferenceSpec
-from qgzoo.evaluation import climate, report
+from qgzoo.evaluation import climate, protocols, report
 from qgzoo.evaluation.benchmark import Benchmark, load_benchmark
-from qgzoo.evaluation.results import BASELINE, Entry, Result, cached_run
+from qgzoo.evaluation.results import BASELINE, NOISE, Entry, Result, cached_run, ship_run
 from qgzoo.simulate import online
 from qgzoo.training import trained
 from qgzoo.training.experiment import Experiment
@@ -35,6 +35,8 @@ from qgzoo.training.experiment import Experiment
 #: The reference of the leaderboard's main columns, and the transfer reference.
 MAIN_BENCHMARK = "eddy-128-32"
 TRANSFER_BENCHMARK = "jet-128-32"
+#: The field's benchmark (Ross et al. 2023), scored under their protocol (``ross2023``).
+FIELD_BENCHMARKS = ("eddy-256-64", "jet-256-64")
 #: A sweep's folder holds its trials' trained folders here, each with ``TRIAL_RESULT``:
 #: ``{"status": "done", "configuration": LABEL, ...}`` (``qgzoo.sweeps`` writes them).
 TRIALS = "trials"
@@ -190,6 +192,8 @@ class Comparison:
             if isinstance(value, str):  # "stable" counts: runs of all seeds together
                 counts = np.array([[int(n) for n in v.split("/")] for v in values]).sum(axis=0)
                 row[key] = f"{counts[0]}/{counts[1]}"
+            elif key.startswith("published_"):  # a paper's numbers are not a sweep's
+                row[key] = None
             elif key == "blowup_days":
                 days = [v for v in values if v is not None]
                 row[key] = min(days) if days else None
@@ -222,6 +226,11 @@ class Comparison:
                 "r2_upper": float(result.offline["r2_all"][0]),
                 "r2_lower": float(result.offline["r2_all"][1]),
             }
+            published = zoo.published_scores(entry.name) if not entry.group else {}
+            for bench in self.benchmarks:
+                scores = published.get(bench.name, {})
+                for key in ("mean", "min", "positive"):
+                    row[f"published_{key}_{bench.name}"] = scores.get(key)
             for other in others:
                 row[f"mean_{other.name}"] = float(np.mean(list(
                     self.scores(entry.name, other.name).values())))
@@ -245,16 +254,21 @@ class Comparison:
 
 
 def compare(entries=None, benchmarks=(MAIN_BENCHMARK, TRANSFER_BENCHMARK), *,
+            protocol: str = protocols.DEFAULT_PROTOCOL,
             out: str | pathlib.Path | None = "runs/compare", cache: bool = True,
-            figures: bool = True, progress: bool = True) -> Comparison:
+            ship: bool = False, figures: bool = True, progress: bool = True) -> Comparison:
     """Compare ``entries`` (see ``resolve``; default: ``default_entries``) on ``benchmarks``.
 
     The first benchmark makes the leaderboard's main columns, the others add a
-    mean-similarity column each (transfer). With ``out`` (locked while the
+    mean-similarity column each (transfer). ``protocol`` (``protocols.PROTOCOLS``) says how
+    benchmarks given by name are run; under a long-run protocol the leaderboard also
+    scores ``NOISE``, the unparameterized model from other random initial conditions,
+    whose scores are the noise band. With ``out`` (locked while the
     comparison runs) the leaderboard, scores, figures and a report are written
     there, and runs are cached in ``out/cache`` (without, in
     ``$QGZOO_CACHE/runs``); ``cache=False`` recomputes them and replaces what
-    the cache held.
+    the cache held. Runs the zoo ships (``results.shipped_runs``) are read, not
+    computed; ``ship=True`` adds this comparison's runs to them.
     """
     if entries is None:
         entries = default_entries(benchmarks[0])
@@ -270,19 +284,26 @@ def compare(entries=None, benchmarks=(MAIN_BENCHMARK, TRANSFER_BENCHMARK), *,
     if out is not None and pathlib.Path(out).exists() and not pathlib.Path(out).is_dir():
         raise UserError(f"{out} is a file, not a folder; choose another output folder")
     with files.locked(out) if out is not None else contextlib.nullcontext():
-        benches = [b if isinstance(b, Benchmark) else load_benchmark(b, progress=progress)
+        benches = [b if isinstance(b, Benchmark) else load_benchmark(b, protocol, progress=progress)
                    for b in benchmarks]
         cache_dir = pathlib.Path(out) / "cache" if out is not None else files.cache_dir() / "runs"
         none = Entry(BASELINE, NoClosure(), {"kind": "ab3", "dt": benches[0].reference.dt})
+        if benches[0].protocol is not None:
+            resolved.append(dataclasses.replace(none, name=NOISE, ensemble="independent"))
         results, baseline = {}, {}
         for bench in benches:
             for entry in [none, *resolved]:
-                if progress:
-                    print(f"{bench.name}: {entry.name} ...", end=" ", flush=True)
-                result = cached_run(entry, bench, cache_dir, refresh=not cache)
+                # Long runs show their own progress bar, labelled with the entry.
+                label = f"{bench.name}: {entry.name}"
+                if progress and bench.protocol is None:
+                    print(f"{label} ...", end=" ", flush=True)
+                result = cached_run(entry, bench, cache_dir, refresh=not cache, progress=progress)
                 results[entry.name, bench.name] = result
+                if ship:
+                    ship_run(entry, bench, result)
                 if progress:
-                    print(f"{result.stable}/{result.blowup_step.size} runs stable", flush=True)
+                    print(f"{label + ': ' if bench.protocol is not None else ''}{result.stable}/"
+                          f"{result.blowup_step.size} runs stable ({result.origin})", flush=True)
             baseline[bench.name] = results[BASELINE, bench.name]
         ms_per_step = measure_costs([none, *resolved], benches[0])
         comparison = Comparison(resolved, benches, results, baseline, ms_per_step)
@@ -291,6 +312,14 @@ def compare(entries=None, benchmarks=(MAIN_BENCHMARK, TRANSFER_BENCHMARK), *,
             if progress:
                 print(f"report: {written}")
     return comparison
+
+
+def default_benchmarks(protocol: str = protocols.DEFAULT_PROTOCOL) -> tuple[str, str]:
+    """What a comparison under ``protocol`` scores on by default: the main and transfer
+    references, or the field's (``FIELD_BENCHMARKS``) under Ross et al.'s protocol."""
+    if protocol == protocols.DEFAULT_PROTOCOL:
+        return MAIN_BENCHMARK, TRANSFER_BENCHMARK
+    return FIELD_BENCHMARKS
 
 
 def default_entries(benchmark: str | Benchmark) -> list[str]:

@@ -86,7 +86,7 @@ def snapshots(comparison, benchmark: str | None = None):
         title = label if np.all(np.isfinite(q)) else f"{label} (blew up)"
         ax.set_title(title, fontsize=9)
     fig.colorbar(image, ax=axes, shrink=0.6, label="upper-layer q (1/s)")
-    fig.suptitle(f"{bench.name}: q at the end of held-out run {bench.test_runs[0]}")
+    fig.suptitle(f"{bench.name}: q at the end of high-resolution run {bench.test_runs[0]}")
     return fig
 
 
@@ -137,19 +137,19 @@ def kinetic_energy(comparison, benchmark: str | None = None):
     """Kinetic energy over the run: held-out high-resolution runs against every entry."""
     bench = _benchmark(comparison, benchmark)
     fig, axes = plt.subplots(1, 2, figsize=(13, 4.2), constrained_layout=True, sharex=True)
-    days = np.arange(bench.hires_ke.shape[1]) * bench.reference.sample_seconds / 86400
+    days = bench.hires_ke_days
     for layer, ax in enumerate(axes):
         ax.plot(days, np.mean(bench.hires_ke[:, :, layer], axis=0), **HIRES)
         for label, result, style in _runs(comparison, bench):
             ke = np.nanmean(result.ke[:, :, layer], axis=0) if result.stable else \
                 np.full(result.ke.shape[1], np.nan)
             ax.plot(result.ke_steps * result.dt / 86400, ke, label=label, **style)
-        ax.set(yscale="log", xlabel="days since the start (high resolution: the first sample)",
+        ax.set(yscale="log", xlabel="days since the start (of the samples, for restarts)",
                ylabel="u$^2$ + v$^2$ (m$^2$/s$^2$)",
                title=f"{'upper' if layer == 0 else 'lower'} layer")
     axes[0].legend(fontsize=8)
     fig.suptitle(f"{bench.name}: kinetic energy, mean over the runs (stable ones) and the "
-                 f"held-out high-resolution runs {bench.test_runs}")
+                 f"high-resolution runs {bench.test_runs}")
     return fig
 
 

@@ -16,7 +16,6 @@ import numpy as np
 
 from qgzoo.core.schema import validate_component
 from qgzoo.data.reference import coarsener_name
-from qgzoo.evaluation.benchmark import starts
 from qgzoo.evaluation.climate import METRICS
 from qgzoo.evaluation.results import BASELINE
 
@@ -35,6 +34,11 @@ def columns(comparison) -> list[tuple[str, str]]:
     for other in others:
         columns += [(f"mean_{other.name}", f"mean similarity ({other.name})"),
                     (f"stable_{other.name}", "stable runs")]
+    rows = comparison.rows()
+    for bench in comparison.benchmarks:
+        key = f"published_mean_{bench.name}"
+        if any(row.get(key) is not None for row in rows):
+            columns.append((key, f"published ({bench.name}; min, > 0)"))
     return columns
 
 
@@ -80,6 +84,11 @@ def _cell(key: str, row: dict) -> str:
     if row.get(f"{key}_std") is not None:
         return f"{_number(key, row[key], 1)} ± {_number(key, row[f'{key}_std'], 1)}"
     value = row.get(key)
+    if key.startswith("published_mean_") and value is not None:
+        bench = key[len("published_mean_"):]
+        extra = [f"{row[k]:g}" for k in (f"published_min_{bench}", f"published_positive_{bench}")
+                 if row.get(k) is not None]
+        return f"{value:.2f}" + (f" ({', '.join(extra)})" if extra else "")
     if key == "stable" and row.get("blowup_days") is not None:
         return f"{value} (day {row['blowup_days']:.0f})"
     if value is None:
@@ -126,11 +135,7 @@ def _report(comparison, images: dict[str, str]) -> str:
     lines = ["# qgzoo comparison", "",
              f"Reference `{main.name}` ({main.reference.config}, {main.reference.hires_nx} -> "
              f"{main.reference.lores_nx}, {coarsener_name(validate_component('coarsener', main.coarsener))}); "
-             f"low-resolution runs from samples {starts(main.reference)} of the held-out runs "
-             f"{main.test_runs}, each for {main.reference.n_samples - 1} samples of "
-             f"{main.reference.sample_seconds / 3600:g} h; the high-resolution climate pools "
-             f"the last {main.reference.n_hires_snapshots} samples of all "
-             f"{main.reference.n_runs} runs.", "",
+             f"{main.describe_runs()}.", "",
              f"Cost per step: high resolution {comparison.ms_per_step['high resolution']:.3g} ms, "
              f"no parameterization {comparison.ms_per_step[BASELINE]:.3g} ms.", "",
              comparison.table(markdown=True), "",

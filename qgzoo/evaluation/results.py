@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import json
 import pathlib
 import time
 
@@ -21,13 +22,16 @@ import numpy as np
 from qgzoo.components.networks import AbstractParameterization, NoClosure
 from qgzoo.core import files
 from qgzoo.core.schema import validate_component
-from qgzoo.evaluation import metrics
+from qgzoo.evaluation import metrics, protocols
 from qgzoo.evaluation.benchmark import Benchmark
 from qgzoo.evaluation.climate import Climate
 from qgzoo.simulate import online
 
 #: The name of the model without parameterization, every comparison's baseline.
 BASELINE = "no parameterization"
+#: Under a long-run protocol, the same model from other random initial conditions: its
+#: scores show how far from 0 sampling alone moves a score (the noise band).
+NOISE = "no parameterization, other runs"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,6 +47,9 @@ class Entry:
     group: str | None = None
     """Entries of one group are seeds of one configuration (a sweep's): the leaderboard
     shows their mean and spread as one row."""
+    ensemble: str = "lores"
+    """The random initial conditions of its runs under a long-run protocol
+    (``LongRunProtocol.keys``): another name gives an independent ensemble."""
 
     @property
     def key(self) -> str:
@@ -53,8 +60,11 @@ class Entry:
         # modules keeps the cache; the tree structure carries the static fields (a
         # closure's fixed constants).
         package = kind.__module__.partition(".")[0]
-        return files.content_hash(buffer.getvalue(), f"{package}.{kind.__qualname__}",
-                                  str(jax.tree.structure(self.parameterization)), self.stepper)
+        parts = [buffer.getvalue(), f"{package}.{kind.__qualname__}",
+                 str(jax.tree.structure(self.parameterization)), self.stepper]
+        if self.ensemble != "lores":
+            parts.append(self.ensemble)
+        return files.content_hash(*parts)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,6 +85,9 @@ class Result:
     """(nkr,) energy transfer spectrum of the predicted forcing, m^3/s^3."""
     dt: float
     run_seconds: float
+    origin: str = "computed"
+    """Where this result came from: "computed" now, "cached" (the comparison's cache) or
+    "shipped" (``shipped_runs``); not saved."""
 
     @property
     def stable(self) -> int:
@@ -106,15 +119,22 @@ def _forcing_fn(model, parameterization):
     return lambda q: parameterization.q_forcing_at(model, q)
 
 
-def run_entry(entry: Entry, bench: Benchmark) -> Result:
-    """Run ``entry`` from the benchmark's held-out initial states; score offline skill."""
+def run_entry(entry: Entry, bench: Benchmark, *, progress: bool = False) -> Result:
+    """Run ``entry`` as the benchmark's protocol says (from its held-out initial states, or
+    long runs from random ones); score offline skill."""
     lores = bench.lores_model()
     stepper_spec = validate_component("stepper", entry.stepper)
     start = time.perf_counter()
-    run = online.run_online(lores, entry.parameterization, stepper_spec.build(), bench.initial_q,
-                            **bench.schedule(stepper_spec.dt))
     forcing_fn = _forcing_fn(lores, entry.parameterization)
-    climate = Climate.from_snapshots(lores, run.snapshots, forcing_fn)
+    if bench.protocol is None:
+        run = online.run_online(lores, entry.parameterization, stepper_spec.build(),
+                                bench.initial_q, **bench.schedule(stepper_spec.dt))
+        climate = Climate.from_snapshots(lores, run.snapshots, forcing_fn)
+    else:
+        run = protocols.long_run(lores, entry.parameterization, stepper_spec.build(),
+                                 bench.protocol, entry.ensemble, bench.protocol.lores_runs,
+                                 progress=f"{bench.name}: {entry.name}" if progress else None)
+        climate = protocols.climate_of(lores, run, bench.protocol)
     if forcing_fn is None:
         predicted = np.zeros_like(bench.offline_forcing)
     else:
@@ -127,17 +147,42 @@ def run_entry(entry: Entry, bench: Benchmark) -> Result:
                   run_seconds=time.perf_counter() - start)
 
 
+def shipped_runs(bench: Benchmark) -> pathlib.Path:
+    """Where the zoo ships finished runs on ``bench`` (``ship_run``), which every comparison
+    reads before computing: one ``ENTRY_KEY.npz`` per entry, whose names (entries of the same
+    content share a key) ``index.json`` lists."""
+    return files.registry_dir() / "references" / "runs" / bench.key
+
+
+def ship_run(entry: Entry, bench: Benchmark, result: Result) -> pathlib.Path:
+    """Keep ``result`` of ``entry`` on ``bench`` in the zoo (``shipped_runs``)."""
+    folder = shipped_runs(bench)
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{entry.key}.npz"
+    result.save(path)
+    index = folder / "index.json"
+    names = files.read_json(index, "index of shipped runs") if index.exists() else {
+        "benchmark": bench.name, "protocol": bench.protocol_name, "entries": {}}
+    names["entries"][entry.key] = sorted({*names["entries"].get(entry.key, []), entry.name})
+    files.atomic_write_text(index, json.dumps(names, indent=2, sort_keys=True) + "\n")
+    return path
+
+
 def cached_run(entry: Entry, bench: Benchmark, cache: pathlib.Path | None, *,
-               refresh: bool = False) -> Result:
-    """``run_entry``, read from or written to ``cache`` (a folder, None for no cache);
-    ``refresh`` recomputes it and replaces what the cache held."""
+               refresh: bool = False, progress: bool = False) -> Result:
+    """``run_entry``, read from the zoo's ``shipped_runs`` or from ``cache`` (a folder, None
+    for no cache), else computed and written to ``cache``; ``refresh`` recomputes it and
+    replaces what the cache held. ``Result.origin`` says which."""
+    shipped = shipped_runs(bench) / f"{entry.key}.npz"
+    if not refresh and shipped.is_file():
+        return dataclasses.replace(Result.load(shipped), origin="shipped")
     if cache is None:
-        return run_entry(entry, bench)
+        return run_entry(entry, bench, progress=progress)
     path = cache / bench.key / f"{entry.key}.npz"
     result = None if refresh else files.read_cache(path, Result.load)
     if result is not None:
-        return result
-    result = run_entry(entry, bench)
+        return dataclasses.replace(result, origin="cached")
+    result = run_entry(entry, bench, progress=progress)
     path.parent.mkdir(parents=True, exist_ok=True)
     result.save(path)
     return result
