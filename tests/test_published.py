@@ -111,3 +111,66 @@ def test_damaged_or_different_published_folders_are_named(tmp_path):
     (folder / "1" / "weights.pt").write_bytes(b"not a zip")
     with pytest.raises(UserError, match="not a readable PyTorch file"):
         pytorch.read_state_dict(folder / "1" / "weights.pt")
+
+
+SCALER = "pyqg_parameterization_benchmarks.neural_networks.ChannelwiseScaler"
+
+
+def _numpy_fullycnn(folder: pathlib.Path, q: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(core output, forcing in 1/s^2) of the published networks at q (2, n, n), in float64
+    numpy: every convolution an explicit sum of shifted copies of its padded input."""
+    def conv(x, weight, bias, padding):
+        k = weight.shape[-1]
+        padded = np.pad(x, ((0, 0), (k // 2, k // 2), (k // 2, k // 2)),
+                        mode="wrap" if padding == "circular" else "constant")
+        n = x.shape[-1]
+        out = np.zeros((weight.shape[0], n, n)) + bias[:, None, None]
+        for di in range(k):
+            for dj in range(k):
+                out += np.einsum("oc,cij->oij", weight[:, :, di, dj],
+                                 padded[:, di:di + n, dj:dj + n])
+        return out
+
+    cores, forcings = [], []
+    for layer in (0, 1):
+        part = folder / str(layer)
+        state = {k: np.asarray(v, np.float64) for k, v in
+                 pytorch.read_state_dict(part / "weights.pt").items()}
+        scaler = vars(pytorch.read_pickle(part / "input_scale.pkl", {SCALER}))
+        target = vars(pytorch.read_pickle(part / "output_scale.pkl", {SCALER}))
+        x = (q - np.ravel(scaler["mu"])[:, None, None]) / np.ravel(scaler["sd"])[:, None, None]
+        # nn.Sequential: conv (0, 3, ..., 18), ReLU, BatchNorm (2, 5, ..., 20); conv 21 last.
+        for conv_index in range(0, 21, 3):
+            x = conv(x, state[f"{conv_index}.weight"], state[f"{conv_index}.bias"], "circular")
+            x = np.maximum(x, 0)
+            norm = conv_index + 2
+            x = ((x - state[f"{norm}.running_mean"][:, None, None])
+                 / np.sqrt(state[f"{norm}.running_var"][:, None, None] + 1e-5)
+                 * state[f"{norm}.weight"][:, None, None] + state[f"{norm}.bias"][:, None, None])
+        y = conv(x, state["21.weight"], state["21.bias"], "zeros")[0]
+        y = y - y.mean()
+        cores.append(y)
+        forcings.append(y * np.ravel(target["sd"])[0])
+    return np.stack(cores), np.stack(forcings)
+
+
+def test_the_zoo_entry_equals_a_numpy_evaluation_of_the_published_weights():
+    q = np.load(TORCH)["q"]
+    core, expected = _numpy_fullycnn(PUBLISHED, q)
+    # The numpy evaluation is PyTorch's (float64 both) to rounding.
+    torch_forcing = np.load(TORCH)["forcing"]
+    np.testing.assert_allclose(expected, torch_forcing, rtol=0, atol=1e-9 * np.abs(expected).max())
+    closure = zoo.load("ross2023-fcnn")
+    # The network of the entry, run in float64: the same numbers to 1e-5 relative.
+    as64 = lambda tree: jax.tree.map(lambda x: x.astype(jnp.float64) if eqx.is_inexact_array(x)
+                                     else x, tree)
+    x = (q - np.asarray(closure.input_scale.mean)[:, None, None]) / \
+        np.asarray(closure.input_scale.std)[:, None, None]
+    ours = np.asarray(as64(closure.core)(jnp.asarray(x, jnp.float64)))
+    np.testing.assert_allclose(ours, core, rtol=0, atol=1e-5 * np.abs(core).max())
+    # As the zoo runs it (network in float32), within float32's rounding of 7 layers.
+    model = zoo.experiment("ross2023-fcnn").reference.lores_model()
+    forcing = np.asarray(closure.q_forcing_at(model, jnp.asarray(q)))
+    for layer in (0, 1):
+        scale = np.abs(expected[layer]).max()
+        assert np.abs(forcing[layer] - expected[layer]).max() < 1e-3 * scale
