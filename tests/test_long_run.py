@@ -44,9 +44,9 @@ def _reference_trajectory(model, q0):
     stepped = SteppedModel(model, AB3Stepper(dt=3600.0))
     state = stepped.initialize_stepper_state(model.create_initial_state(jax.random.key(0))
                                              .update(q=q0))
-    states = [q0]
+    states, step = [q0], jax.jit(stepped.step_model)
     for _ in range(N_STEPS):
-        state = stepped.step_model(state)
+        state = step(state)
         states.append(state.state.q)
     return np.stack(states)
 

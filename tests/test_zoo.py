@@ -19,7 +19,8 @@ from qgzoo.evaluation import comparison as comparing
 from qgzoo.evaluation.comparison import entry_from_folder
 from qgzoo.data.reference import REFERENCES, SMALL_REFERENCE
 from qgzoo.core.schema import validate_component
-from qgzoo.evaluation.benchmark import Benchmark
+from qgzoo.evaluation.benchmark import Benchmark, shipped_path
+from qgzoo.evaluation.protocols import PROTOCOLS
 
 SHIPPED = pathlib.Path(__file__).resolve().parents[1] / "registry"
 DT = 3600.0
@@ -207,14 +208,23 @@ def test_shipped_benchmarks_match_their_presets():
 
     for path in sorted((SHIPPED / "references").glob("*.npz")):
         bench = Benchmark.load(path)
-        assert bench.name == path.stem
+        name, _, protocol = path.stem.partition(".")
+        assert bench.name == name and shipped_path(name, protocol or "restarts") == path
         preset = qgzoo.ReferenceSpec.model_validate(REFERENCES[bench.name])
         operator1 = validate_component("coarsener", {"kind": "operator1"})
         assert bench.reference == preset.with_coarsener(operator1), bench.name
         assert bench.coarsener == {"kind": "operator1"}
         n = bench.reference.lores_nx
-        assert bench.initial_q.shape == (3 * bench.reference.n_test_runs, 2, n, n)
-        assert bench.hires.n_snapshots == bench.reference.n_runs * bench.reference.n_hires_snapshots
+        if protocol:
+            settings = PROTOCOLS[protocol]
+            assert bench.protocol == settings and bench.protocol_name == protocol
+            assert bench.initial_q.shape == (settings.hires_runs, 2, n, n)
+            assert bench.hires.n_snapshots == settings.hires_runs * settings.n_snapshots
+        else:
+            assert bench.protocol is None
+            assert bench.initial_q.shape == (3 * bench.reference.n_test_runs, 2, n, n)
+            assert bench.hires.n_snapshots == (bench.reference.n_runs
+                                               * bench.reference.n_hires_snapshots)
         assert all(np.isfinite(v).all() for v in bench.hires.quantiles.values())
 
 

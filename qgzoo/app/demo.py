@@ -8,12 +8,9 @@ import time
 from qgzoo import zoo
 from qgzoo.evaluation.benchmark import load_benchmark, shipped_path
 from qgzoo.evaluation.comparison import (
-    FIELD_BENCHMARKS, MAIN_BENCHMARK, TRANSFER_BENCHMARK, Comparison, compare, default_entries,
-    resolve)
+    FIELD_BENCHMARKS, FIELD_PROTOCOL, MAIN_BENCHMARK, TRANSFER_BENCHMARK, Comparison, compare,
+    default_entries, resolve)
 from qgzoo.evaluation.results import shipped_runs
-
-#: The protocol of the field's benchmark.
-FIELD_PROTOCOL = "ross2023"
 
 
 def main(out: str | pathlib.Path = "runs/demo", *, figures: bool = True) -> Comparison:

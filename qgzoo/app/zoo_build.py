@@ -12,7 +12,7 @@ from qgzoo.components.networks import load_fullycnn
 from qgzoo.core import files
 from qgzoo.core.plugins import distribution_version
 from qgzoo.evaluation.benchmark import load_benchmark, shipped_path
-from qgzoo.evaluation.comparison import Comparison, compare
+from qgzoo.evaluation.comparison import FIELD_BENCHMARKS, FIELD_PROTOCOL, Comparison, compare
 from qgzoo.evaluation.protocols import DEFAULT_PROTOCOL
 from qgzoo.evaluation.results import BASELINE
 from qgzoo.training import trained, trainer
@@ -26,7 +26,8 @@ def build_entry(name: str, *, train: bool = True, progress: bool = True) -> path
     Entries with ``training.steps == 0`` are not trained; their card is written
     all the same. Training data come from the reference store (built if not
     cached); scores from ``qgzoo.compare`` on the benchmarks of the entry's
-    resolution (``zoo.benchmarks``). ``train=False`` only rescores it.
+    resolution (``zoo.benchmarks``), under Ross et al.'s protocol for the field's
+    benchmark. ``train=False`` only rescores it.
     """
     path = zoo.folder(name)
     spec = zoo.experiment(name)
@@ -36,7 +37,9 @@ def build_entry(name: str, *, train: bool = True, progress: bool = True) -> path
     elif train and spec.training.steps > 0:
         trainer.train(spec, path, progress=progress, overwrite=True)
         files.remove(path / trained.CHECKPOINT)
-    comparison = compare([name], zoo.benchmarks(name), out=None, progress=progress)
+    benchmarks = zoo.benchmarks(name)
+    protocol = FIELD_PROTOCOL if benchmarks == FIELD_BENCHMARKS else DEFAULT_PROTOCOL
+    comparison = compare([name], benchmarks, protocol=protocol, out=None, progress=progress)
     files.atomic_write_text(path / zoo.CARD, model_card(name, spec, comparison))
     return path
 
@@ -44,7 +47,7 @@ def build_entry(name: str, *, train: bool = True, progress: bool = True) -> path
 def model_card(name: str, spec: Experiment, comparison: Comparison) -> str:
     """The model card of entry ``name``: data, training, scores of ``comparison``, spec."""
     main = comparison.benchmarks[0]
-    row = comparison.rows()[0]
+    row = next(row for row in comparison.rows() if row["entry"] == name)
     result = comparison.results[name, main.name]
     scores = comparison.scores(name, main.name)
     training = spec.training
@@ -74,7 +77,7 @@ def model_card(name: str, spec: Experiment, comparison: Comparison) -> str:
         f"- training: {how}",
         f"- reproduce: `qgzoo zoo build {name}`",
         f"- made by qgzoo {distribution_version('qgzoo')} on {datetime.date.today().isoformat()}", "",
-        f"## Scores on `{main.name}` (held-out runs {main.test_runs})", "",
+        f"## Scores on `{main.name}`", "", f"Runs: {main.describe_runs()}.", "",
         f"- online similarity to high resolution: mean {row['mean']:.2f}, min {row['min']:.2f}, "
         f"better than no parameterization on {row['better']} of 18",
         f"- stable runs: {row['stable']}"
@@ -89,6 +92,10 @@ def model_card(name: str, spec: Experiment, comparison: Comparison) -> str:
     for other in comparison.benchmarks[1:]:
         lines.append(f"- transfer, mean similarity on `{other.name}`: "
                      f"{row[f'mean_{other.name}']:.2f}")
+    for bench in comparison.benchmarks:
+        if row.get(f"published_mean_{bench.name}") is not None:
+            lines.append(f"- published mean similarity on `{bench.name}`: "
+                         f"{row[f'published_mean_{bench.name}']:.2f} (`{zoo.PUBLISHED_SCORES}`)")
     lines += ["", "| metric | similarity |", "|---|---:|"]
     lines += [f"| {metric} | {value:.2f} |" for metric, value in scores.items()]
     lines += ["", "## Experiment", "", "```json", spec.to_json(), "```", ""]

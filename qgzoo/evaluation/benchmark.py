@@ -228,11 +228,15 @@ class Benchmark:
         hires, lores = reference.hires_model(), reference.lores_model()
         built = validate_component("coarsener", coarsener).build(hires, lores)
         stable = run.snapshots[run.stable]
-        q_hires = jnp.asarray(stable.reshape(-1, *stable.shape[2:]))
+        q_hires = stable.reshape(-1, *stable.shape[2:])
         fields = jax.jit(jax.vmap(lambda q: (built.coarsen(q), built.q_forcing_total(q))))
-        parts = [fields(q_hires[i:i + 16]) for i in range(0, q_hires.shape[0], 16)]
-        offline_q = np.concatenate([np.asarray(p[0]) for p in parts])
-        offline_forcing = np.concatenate([np.asarray(p[1]) for p in parts])
+        # Sliced on the host and fetched batch by batch: queueing slices of one large
+        # device array with their computations hung XLA's CPU runtime (every thread idle)
+        # on 86 snapshots of 256 x 256.
+        parts = [jax.tree.map(np.asarray, fields(jnp.asarray(q_hires[i:i + 8])))
+                 for i in range(0, q_hires.shape[0], 8)]
+        offline_q = np.concatenate([p[0] for p in parts])
+        offline_forcing = np.concatenate([p[1] for p in parts])
         last = offline_q.reshape(*stable.shape[:2], *offline_q.shape[1:])[:, -1]
         return cls(name=name, reference=reference, coarsener=coarsener,
                    hires=protocols.climate_of(hires, run, settings), initial_q=last,

@@ -35,8 +35,9 @@ from qgzoo.training.experiment import Experiment
 #: The reference of the leaderboard's main columns, and the transfer reference.
 MAIN_BENCHMARK = "eddy-128-32"
 TRANSFER_BENCHMARK = "jet-128-32"
-#: The field's benchmark (Ross et al. 2023), scored under their protocol (``ross2023``).
+#: The field's benchmark (Ross et al. 2023), scored under their protocol.
 FIELD_BENCHMARKS = ("eddy-256-64", "jet-256-64")
+FIELD_PROTOCOL = "ross2023"
 #: A sweep's folder holds its trials' trained folders here, each with ``TRIAL_RESULT``:
 #: ``{"status": "done", "configuration": LABEL, ...}`` (``qgzoo.sweeps`` writes them).
 TRIALS = "trials"
@@ -315,11 +316,9 @@ def compare(entries=None, benchmarks=(MAIN_BENCHMARK, TRANSFER_BENCHMARK), *,
 
 
 def default_benchmarks(protocol: str = protocols.DEFAULT_PROTOCOL) -> tuple[str, str]:
-    """What a comparison under ``protocol`` scores on by default: the main and transfer
-    references, or the field's (``FIELD_BENCHMARKS``) under Ross et al.'s protocol."""
-    if protocol == protocols.DEFAULT_PROTOCOL:
-        return MAIN_BENCHMARK, TRANSFER_BENCHMARK
-    return FIELD_BENCHMARKS
+    """What a comparison under ``protocol`` scores on by default: the field's benchmark
+    under its protocol (``FIELD_PROTOCOL``), else the main and transfer references."""
+    return FIELD_BENCHMARKS if protocol == FIELD_PROTOCOL else (MAIN_BENCHMARK, TRANSFER_BENCHMARK)
 
 
 def default_entries(benchmark: str | Benchmark) -> list[str]:

@@ -130,7 +130,7 @@ def run_long(lores_model, parameterization, stepper, q0, *, n_steps: int, averag
         q = carry[0].state.model_state.q
         return jax.vmap(lambda x: kinetic_energy(lores, x))(q), q
 
-    lores, closure, model = build(arrays)
+    lores, _, model = build(arrays)
     carry = (jax.vmap(lambda q: initial_state(model, q))(q0),
              jnp.where(jnp.all(jnp.isfinite(q0), axis=(1, 2, 3)), -1, 0).astype(jnp.int32))
     sums = jax.tree.map(lambda x: jnp.zeros((q0.shape[0], *x.shape), x.dtype),
