@@ -14,7 +14,7 @@ from qgzoo.core.plugins import distribution_version
 from qgzoo.evaluation.benchmark import load_benchmark, shipped_path
 from qgzoo.evaluation.comparison import FIELD_BENCHMARKS, FIELD_PROTOCOL, Comparison, compare
 from qgzoo.evaluation.protocols import DEFAULT_PROTOCOL
-from qgzoo.evaluation.results import BASELINE
+from qgzoo.evaluation.results import BASELINE, NOISE
 from qgzoo.training import trained, trainer
 from qgzoo.training.experiment import Experiment
 
@@ -92,6 +92,10 @@ def model_card(name: str, spec: Experiment, comparison: Comparison) -> str:
     for other in comparison.benchmarks[1:]:
         lines.append(f"- transfer, mean similarity on `{other.name}`: "
                      f"{row[f'mean_{other.name}']:.2f}")
+    noise = next((r for r in comparison.rows() if r["entry"] == NOISE), None)
+    if noise is not None:
+        lines.append(f"- noise band, `{NOISE}` (the unparameterized model from other initial "
+                     f"conditions): mean {noise['mean']:.2f} on `{main.name}`")
     for bench in comparison.benchmarks:
         if row.get(f"published_mean_{bench.name}") is not None:
             lines.append(f"- published mean similarity on `{bench.name}`: "

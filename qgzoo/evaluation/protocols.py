@@ -8,13 +8,13 @@
   and low resolution, starts from its own model's random initial condition and
   lasts 10 years of 360 days; the budget spectra are averaged over years 5 to 10
   and over runs; the distributions pool the last 10 snapshots, 1000 hours apart.
-  Ross et al. accumulate the spectra at every step; here every 24 hours, as one
-  budget evaluation at 256 x 256 costs more than a model step (17 against 14 ms
-  on 2 cores), and 1800 samples of a signal that decorrelates over days give
-  the same mean within its run-to-run spread.
+  Ross et al. accumulate the spectra at every step; here every 24 hours (1800
+  states per run), as one budget evaluation at 256 x 256 costs more than a
+  model step (17 against 14 ms on 2 cores).
 
-A ``LongRunProtocol`` (``ross2023``) says everything about such runs, and
-``long_run`` makes them, cached by content.
+A ``LongRunProtocol`` (``ross2023``) says everything about such runs; ``long_run``
+makes them, and ``hires_long_run`` caches a reference's, which do not depend on
+the entries.
 """
 
 from __future__ import annotations
