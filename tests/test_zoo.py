@@ -243,3 +243,17 @@ def test_an_entry_whose_plugin_is_missing_is_named_not_fatal(registry, capsys):
     lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
     assert "fixed constants" in lines["plain"]
     assert "unavailable" in lines["needs-plugin"] and "not_installed_closure" in lines["needs-plugin"]
+
+
+def test_published_scores_are_those_of_the_paper_on_presets():
+    """Every published score names a reference preset and has a mean; the values are Ross et
+    al.'s table as SCIENCE.md quotes it."""
+    for name in zoo.names():
+        for bench, scores in zoo.published_scores(name).items():
+            assert bench in REFERENCES and isinstance(scores["mean"], float), (name, bench)
+    assert zoo.published_scores("ross2023-backscatter") == {
+        "eddy-256-64": {"mean": 0.75, "min": 0.04, "positive": 18}, "jet-256-64": {"mean": 0.10}}
+    assert zoo.published_scores("ross2023-fcnn")["eddy-256-64"] == {
+        "mean": 0.73, "min": 0.44, "positive": 18}
+    assert zoo.published_scores("ross2023-smagorinsky")["jet-256-64"] == {"mean": -0.74}
+    assert zoo.published_scores("cnn-offline") == {} == zoo.published_scores("not-an-entry")
