@@ -10,7 +10,7 @@ from qgzoo.evaluation.benchmark import load_benchmark, shipped_path
 from qgzoo.evaluation.comparison import (
     FIELD_BENCHMARKS, FIELD_PROTOCOL, MAIN_BENCHMARK, TRANSFER_BENCHMARK, Comparison, compare,
     default_entries, resolve)
-from qgzoo.evaluation.results import shipped_runs
+from qgzoo.evaluation.results import shipped_run
 
 
 def main(out: str | pathlib.Path = "runs/demo", *, figures: bool = True) -> Comparison:
@@ -60,7 +60,7 @@ def field(out: str | pathlib.Path, *, figures: bool = True) -> Comparison | None
         if zoo.unavailable(name) is not None:
             continue
         entry = resolve(name)
-        shipped = all((shipped_runs(b) / f"{entry.key}.npz").is_file() for b in benches)
+        shipped = all(shipped_run(entry, bench).is_file() for bench in benches)
         (names if shipped else lacking).append(name)
     if lacking:
         print(f"qgzoo demo: leaving out {', '.join(lacking)} on the field's benchmark: their "

@@ -154,11 +154,16 @@ def shipped_runs(bench: Benchmark) -> pathlib.Path:
     return files.registry_dir() / "references" / "runs" / bench.key
 
 
+def shipped_run(entry: Entry, bench: Benchmark) -> pathlib.Path:
+    """Where the zoo ships the runs of ``entry`` on ``bench`` (which need not exist)."""
+    return shipped_runs(bench) / f"{entry.key}.npz"
+
+
 def ship_run(entry: Entry, bench: Benchmark, result: Result) -> pathlib.Path:
     """Keep ``result`` of ``entry`` on ``bench`` in the zoo (``shipped_runs``)."""
     folder = shipped_runs(bench)
     folder.mkdir(parents=True, exist_ok=True)
-    path = folder / f"{entry.key}.npz"
+    path = shipped_run(entry, bench)
     result.save(path)
     index = folder / "index.json"
     names = files.read_json(index, "index of shipped runs") if index.exists() else {
@@ -173,7 +178,7 @@ def cached_run(entry: Entry, bench: Benchmark, cache: pathlib.Path | None, *,
     """``run_entry``, read from the zoo's ``shipped_runs`` or from ``cache`` (a folder, None
     for no cache), else computed and written to ``cache``; ``refresh`` recomputes it and
     replaces what the cache held. ``Result.origin`` says which."""
-    shipped = shipped_runs(bench) / f"{entry.key}.npz"
+    shipped = shipped_run(entry, bench)
     if not refresh and shipped.is_file():
         return dataclasses.replace(Result.load(shipped), origin="shipped")
     if cache is None:
