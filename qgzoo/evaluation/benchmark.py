@@ -287,7 +287,7 @@ def load_benchmark(name: str, protocol: str = protocols.DEFAULT_PROTOCOL, *,
     key = files.content_hash(RESULTS_VERSION, store.store_key(reference))
     if settings is not None:
         key = files.content_hash(key, settings.model_dump(mode="json"))
-    cached = files.cache_dir() / f"benchmark-{name}{shipped.name[len(name):-4]}-{key}.npz"
+    cached = files.cache_dir() / f"benchmark-{shipped.stem}-{key}.npz"
     bench = files.read_cache(cached, Benchmark.load)
     if bench is not None:
         return bench

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 from qgzoo.components.networks import NoClosure
 from qgzoo.physics import budget
 from qgzoo.physics.qg import kinetic_energy
+from qgzoo.simulate.online import checked_step
 from qgzoo.simulate.rollout import initial_state, parameterized_model
 
 
@@ -86,6 +87,7 @@ def run_long(lores_model, parameterization, stepper, q0, *, n_steps: int, averag
     if q0.ndim != 4:
         raise ValueError(f"q0 must be (runs, nz, ny, nx), got shape {q0.shape}")
     arrays, static = eqx.partition((lores_model, parameterization, stepper), eqx.is_array)
+    with_forcing = not isinstance(parameterization, NoClosure)
 
     def build(arrays):
         lores, closure, stepper_ = eqx.combine(arrays, static)
@@ -96,14 +98,7 @@ def run_long(lores_model, parameterization, stepper, q0, *, n_steps: int, averag
         return budget.budget_spectra(lores, q, forcing)
 
     def step(model, first, offset, carry):
-        state, blowup = carry
-        new = jax.vmap(model.step_model)(state)
-        ok = jax.vmap(lambda s: jnp.all(jnp.isfinite(s.state.model_state.qh)))(new)
-        blowup = jnp.where((blowup < 0) & ~ok, first + offset + 1, blowup).astype(jnp.int32)
-        frozen = blowup >= 0
-        state = jax.tree.map(lambda old, fresh: jnp.where(
-            frozen.reshape(-1, *(1,) * (old.ndim - 1)), old, fresh), state, new)
-        return state, blowup
+        return jax.vmap(lambda c: checked_step(model, c, first + offset + 1))(carry)
 
     @jax.jit
     def advance(arrays, carry, first, n):
@@ -113,7 +108,7 @@ def run_long(lores_model, parameterization, stepper, q0, *, n_steps: int, averag
     @jax.jit
     def advance_averaging(arrays, carry, sums, first, n):
         lores, closure, model = build(arrays)
-        closure = None if isinstance(parameterization, NoClosure) else closure
+        closure = closure if with_forcing else None
 
         def body(i, c):
             carry, sums = c

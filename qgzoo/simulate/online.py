@@ -62,6 +62,20 @@ class OnlineRun:
         return self.blowup_step < 0
 
 
+def checked_step(model, carry, step_number):
+    """One step of one run, ``carry = (state, blowup step)``, frozen once it blew up.
+
+    If the new q is not finite, the run's blow-up step becomes ``step_number`` (the
+    step being taken) and it keeps its last finite state from then on.
+    """
+    state, blowup = carry
+    new = model.step_model(state)
+    failed = (blowup < 0) & ~jnp.all(jnp.isfinite(new.state.model_state.qh))
+    blowup = jnp.where(failed, step_number, blowup).astype(jnp.int32)
+    frozen = blowup >= 0
+    return jax.tree.map(lambda old, fresh: jnp.where(frozen, old, fresh), state, new), blowup
+
+
 def _one_run(lores, model, q0, *, n_steps, snapshot_every, n_snapshots, max_ke_ratio):
     """One run from q0 (nz, ny, nx): (ke series, snapshots, blowup step)."""
     dtype = q0.dtype
@@ -71,13 +85,7 @@ def _one_run(lores, model, q0, *, n_steps, snapshot_every, n_snapshots, max_ke_r
     blowup = jnp.where(jnp.all(jnp.isfinite(q0)), -1, 0).astype(jnp.int32)
 
     def step(first, offset, carry):
-        state, blowup = carry
-        new = model.step_model(state)
-        failed = (blowup < 0) & ~jnp.all(jnp.isfinite(new.state.model_state.qh))
-        blowup = jnp.where(failed, first + offset + 1, blowup).astype(jnp.int32)
-        frozen = blowup >= 0
-        state = jax.tree.map(lambda old, fresh: jnp.where(frozen, old, fresh), state, new)
-        return state, blowup
+        return checked_step(model, carry, first + offset + 1)
 
     def interval(carry, number, keep_q):
         state, blowup = carry
