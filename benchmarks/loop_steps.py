@@ -1,9 +1,11 @@
-"""Model steps inside a compiled loop against the same steps driven from Python.
+"""Model steps inside a compiled loop and in qgzoo's StepLoop, against steps driven from Python.
 
-Every time loop of qgzoo (online runs, long runs, rollouts, the cost timer) is a
-``lax.fori_loop`` or ``lax.scan``. For a parameterization made of convolutions
-XLA's CPU backend runs those steps slower inside the loop than one jitted step
-called from Python. Prints ms per step for both, and their ratio, per entry.
+For a parameterization made of convolutions XLA's CPU backend runs a model step
+slower inside a compiled loop (``lax.fori_loop``) than one jitted step called
+from Python. qgzoo's forward runs (online runs, long runs, the cost timer) go
+through ``qgzoo.simulate.loop.StepLoop`` (compiled chunks of unrolled steps,
+called from Python). Prints ms per step of all three, and the ratios to the
+Python loop, per entry.
 
     .venv/bin/python benchmarks/loop_steps.py                     # none, cnn-offline, ross2023-fcnn
     .venv/bin/python benchmarks/loop_steps.py --steps 10 --entries cnn-offline
@@ -19,6 +21,7 @@ from pyqg_jax.steppers import AB3Stepper
 
 from qgzoo import zoo
 from qgzoo.evaluation.benchmark import load_benchmark
+from qgzoo.simulate.loop import StepLoop
 from qgzoo.simulate.rollout import initial_state, parameterized_model
 
 
@@ -55,11 +58,14 @@ def main() -> None:
 
         in_loop = jax.jit(lambda s: jax.lax.fori_loop(0, args.steps,
                                                       lambda _, x: model.step_model(x), s))
+        step_loop = StepLoop(lambda _, s, n: model.step_model(s), None, state)
         python = ms_per_step(from_python, state, args.steps, args.repeats)
         loop = ms_per_step(in_loop, state, args.steps, args.repeats)
+        chunks = ms_per_step(lambda s: step_loop(s, 0, args.steps), state, args.steps,
+                             args.repeats)
         print(f"{name} ({bench.reference.lores_nx}^2): from Python {python:.3g} ms/step, "
-              f"in fori_loop {loop:.3g} ms/step, ratio loop/python = {loop / python:.2f}",
-              flush=True)
+              f"in fori_loop {loop:.3g} (ratio {loop / python:.2f}), "
+              f"StepLoop {chunks:.3g} (ratio {chunks / python:.2f})", flush=True)
 
 
 if __name__ == "__main__":

@@ -19,6 +19,7 @@ from qgzoo.data.reference import ReferenceSpec
 from qgzoo.evaluation import comparison, protocols, results
 from qgzoo.evaluation.benchmark import Benchmark, load_benchmark, shipped_path
 from qgzoo.physics import budget, qg
+from qgzoo.simulate import long_run as long_run_module
 from qgzoo.simulate.long_run import random_initial_q, run_long
 
 jax.config.update("jax_enable_x64", True)
@@ -82,6 +83,50 @@ def test_a_run_that_is_not_finite_is_left_out_and_spares_the_others(model, run):
     assert climate.n_snapshots == 2
     assert protocols.climate_of(model, broken.__class__(**{**broken.__dict__, "blowup_step":
                                                           np.array([0, 5])}), settings) is None
+
+
+def test_a_stopped_run_goes_on_from_its_last_block_and_ends_as_an_unbroken_one(
+        model, run, tmp_path, monkeypatch):
+    q0, unbroken = run
+    checkpoint = tmp_path / "run.partial.npz"
+    options = dict(n_steps=N_STEPS, average_from=AVERAGE_FROM, average_every=AVERAGE_EVERY,
+                   snapshot_every=SNAPSHOT_EVERY, checkpoint=checkpoint)
+    save, saves = long_run_module._save_progress, []
+
+    def save_then_stop(*args):
+        save(*args)
+        saves.append(args[-2])  # the step saved at
+        if len(saves) == 4:
+            raise KeyboardInterrupt
+    monkeypatch.setattr(long_run_module, "_save_progress", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        run_long(model, NoClosure(), AB3Stepper(dt=3600.0), q0, **options)
+    monkeypatch.setattr(long_run_module, "_save_progress", save)
+    assert saves == [10, 20, 30, 40] and checkpoint.exists()
+
+    taken = []
+    call = long_run_module.StepLoop.__call__
+    monkeypatch.setattr(long_run_module.StepLoop, "__call__",
+                        lambda self, carry, first, n: taken.append(n) or call(self, carry, first, n))
+    resumed = run_long(model, NoClosure(), AB3Stepper(dt=3600.0), q0, **options)
+    assert sum(taken) == N_STEPS - 40
+    assert not checkpoint.exists()
+    for name, values in unbroken.budget.items():
+        np.testing.assert_array_equal(resumed.budget[name], values)
+    np.testing.assert_array_equal(resumed.snapshots, unbroken.snapshots)
+    np.testing.assert_array_equal(resumed.ke, unbroken.ke)
+    assert list(resumed.snapshot_steps) == list(unbroken.snapshot_steps)
+
+    # a progress file of other arguments is not taken for this run's
+    monkeypatch.setattr(long_run_module, "_save_progress", save_then_stop)
+    saves.clear()
+    with pytest.raises(KeyboardInterrupt):
+        run_long(model, NoClosure(), AB3Stepper(dt=3600.0), q0[::-1], **options)
+    monkeypatch.setattr(long_run_module, "_save_progress", save)
+    taken.clear()
+    again = run_long(model, NoClosure(), AB3Stepper(dt=3600.0), q0, **options)
+    assert sum(taken) == N_STEPS
+    np.testing.assert_array_equal(again.budget["KEspec"], unbroken.budget["KEspec"])
 
 
 def test_ross2023_runs_ten_years_of_360_days_averaged_from_year_five():

@@ -108,11 +108,15 @@ def protocol(name: str) -> LongRunProtocol | None:
 
 
 def long_run(model, parameterization, stepper, settings: LongRunProtocol, resolution: str,
-             n_runs: int, *, progress: str | None = None) -> LongRun:
+             n_runs: int, *, name: str, progress: str | None = None) -> LongRun:
     """``run_long`` of ``n_runs`` runs of ``model`` (stepped by ``stepper``, a pyqg-jax
-    stepper) from the random initial conditions of ``resolution`` (``LongRunProtocol.keys``)."""
+    stepper) from the random initial conditions of ``resolution`` (``LongRunProtocol.keys``).
+
+    ``name`` (unique to the model and parameterization) names its progress file in
+    ``$QGZOO_CACHE/long-runs``: a run stopped part-way goes on from its last block."""
     q0 = random_initial_q(model, settings.keys(resolution, n_runs))
     return run_long(model, parameterization, stepper, q0, progress=progress,
+                    checkpoint=files.cache_dir() / "long-runs" / f"{name}.partial.npz",
                     **settings.steps(stepper.dt))
 
 
@@ -147,7 +151,7 @@ def hires_long_run(reference: ReferenceSpec, settings: LongRunProtocol, *,
     stepper = validate_component("stepper", {"kind": "ab3", "dt": reference.dt}).build()
     label = f"{reference.config} {reference.hires_nx} high resolution" if progress else None
     run = long_run(reference.hires_model(), NoClosure(), stepper, settings, "hires",
-                   settings.hires_runs, progress=label)
+                   settings.hires_runs, name=digest, progress=label)
     path.parent.mkdir(parents=True, exist_ok=True)
     save_long_run(run, path)
     return run

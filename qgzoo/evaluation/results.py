@@ -133,6 +133,7 @@ def run_entry(entry: Entry, bench: Benchmark, *, progress: bool = False) -> Resu
     else:
         run = protocols.long_run(lores, entry.parameterization, stepper_spec.build(),
                                  bench.protocol, entry.ensemble, bench.protocol.lores_runs,
+                                 name=f"{bench.key}-{entry.key}",
                                  progress=f"{bench.name}: {entry.name}" if progress else None)
         climate = protocols.climate_of(lores, run, bench.protocol)
     if forcing_fn is None:

@@ -4,9 +4,9 @@ This is how Ross et al. (2023) run every model they score, high and low
 resolution alike: from pyqg's random initial condition for years, with the
 budget spectra (``qgzoo.physics.budget``) averaged in time over the second half
 and q kept at a fixed spacing. ``run_long`` does it for an ensemble (vmapped):
-the run advances in blocks of ``snapshot_every`` steps, each block a compiled
-loop, so progress can be shown and nothing of the trajectory is stored but the
-sums and the snapshots.
+the run advances in blocks of ``snapshot_every`` steps (``StepLoop``), so
+progress can be shown and nothing of the trajectory is stored but the sums and
+the snapshots.
 
 A run blows up when its q stops being finite (checked after every step): from
 then on its state is frozen, and its averages and later snapshots are NaN.
@@ -15,6 +15,7 @@ then on its state is frozen, and its averages and later snapshots are NaN.
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 import time
 
 import equinox as eqx
@@ -24,8 +25,10 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from qgzoo.components.networks import NoClosure
+from qgzoo.core import files
 from qgzoo.physics import budget
 from qgzoo.physics.qg import kinetic_energy
+from qgzoo.simulate.loop import StepLoop
 from qgzoo.simulate.online import checked_step
 from qgzoo.simulate.rollout import initial_state, parameterized_model
 
@@ -67,7 +70,8 @@ def random_initial_q(model, keys) -> jax.Array:
 
 
 def run_long(lores_model, parameterization, stepper, q0, *, n_steps: int, average_from: int,
-             average_every: int, snapshot_every: int, progress: str | None = None) -> LongRun:
+             average_every: int, snapshot_every: int, progress: str | None = None,
+             checkpoint: pathlib.Path | None = None) -> LongRun:
     """Run ``lores_model`` (any pyqg-jax model) with ``parameterization`` from each q in ``q0``.
 
     ``q0`` is (runs, nz, ny, nx) in 1/s (``random_initial_q`` for Ross et al.'s
@@ -77,6 +81,12 @@ def run_long(lores_model, parameterization, stepper, q0, *, n_steps: int, averag
     parameterization's forcing in the ``paramspec`` terms; q is kept at every
     multiple of ``snapshot_every`` from ``average_from`` on. ``progress`` is a label
     for a progress bar (None: none).
+
+    With a ``checkpoint`` path the run keeps its state there after every block and,
+    started again with the same arguments, goes on from the last block kept; the
+    file is removed when the run is done. The path must belong to this model and
+    parameterization alone (callers name it by their content); a file from other
+    arguments is replaced.
     """
     if not 0 <= average_from < n_steps:
         raise ValueError(f"average_from ({average_from}) must be in [0, n_steps = {n_steps})")
@@ -97,60 +107,71 @@ def run_long(lores_model, parameterization, stepper, q0, *, n_steps: int, averag
         forcing = None if closure is None else closure.q_forcing_at(lores, q)
         return budget.budget_spectra(lores, q, forcing)
 
-    def step(model, first, offset, carry):
-        return jax.vmap(lambda c: checked_step(model, c, first + offset + 1))(carry)
+    def step(arrays, carry, number):
+        model = build(arrays)[2]
+        return jax.vmap(lambda c: checked_step(model, c, number))(carry)
 
     @jax.jit
-    def advance(arrays, carry, first, n):
-        _, _, model = build(arrays)
-        return jax.lax.fori_loop(0, n, lambda i, c: step(model, first, i, c), carry)
-
-    @jax.jit
-    def advance_averaging(arrays, carry, sums, first, n):
-        lores, closure, model = build(arrays)
+    def accumulate(arrays, carry, sums):
+        lores, closure, _ = build(arrays)
         closure = closure if with_forcing else None
+        spectra_now = jax.vmap(lambda q: spectra(lores, closure, q))(carry[0].state.model_state.q)
+        return jax.tree.map(jnp.add, sums, spectra_now)
 
-        def body(i, c):
-            carry, sums = c
-            carry = step(model, first, i, carry)
-            add = lambda s: jax.tree.map(jnp.add, s, jax.vmap(
-                lambda q: spectra(lores, closure, q))(carry[0].state.model_state.q))
-            sums = jax.lax.cond((first + i + 1) % average_every == 0, add, lambda s: s, sums)
-            return carry, sums
-        return jax.lax.fori_loop(0, n, body, (carry, sums))
+    @jax.jit
+    def start(arrays, q0):
+        model = build(arrays)[2]
+        return (jax.vmap(lambda q: initial_state(model, q))(q0),
+                jnp.where(jnp.all(jnp.isfinite(q0), axis=(1, 2, 3)), -1, 0).astype(jnp.int32))
 
     @jax.jit
     def energy_and_q(arrays, carry):
-        lores, _, _ = build(arrays)
+        lores = build(arrays)[0]
         q = carry[0].state.model_state.q
         return jax.vmap(lambda x: kinetic_energy(lores, x))(q), q
 
-    lores, _, model = build(arrays)
-    carry = (jax.vmap(lambda q: initial_state(model, q))(q0),
-             jnp.where(jnp.all(jnp.isfinite(q0), axis=(1, 2, 3)), -1, 0).astype(jnp.int32))
+    carry = start(arrays, q0)
     sums = jax.tree.map(lambda x: jnp.zeros((q0.shape[0], *x.shape), x.dtype),
-                        jax.eval_shape(lambda q: spectra(lores, None, q), q0[0]))
+                        jax.eval_shape(lambda q: spectra(build(arrays)[0], None, q), q0[0]))
+    loop = StepLoop(step, arrays, carry)
     ends = list(range(snapshot_every, n_steps, snapshot_every)) + [n_steps]
     ke, snapshots, snapshot_steps = [], [], []
-    start, begin = time.perf_counter(), 0
-    for end in tqdm(ends, desc=progress, disable=progress is None, unit="block"):
-        split = min(max(average_from, begin), end)
-        if split > begin:
-            carry = advance(arrays, carry, begin, split - begin)
-        if end > split:
-            carry, sums = advance_averaging(arrays, carry, sums, split, end - split)
+    now, earlier_seconds = 0, 0.0
+    arguments = np.array([q0.shape[0], n_steps, average_from, average_every, snapshot_every])
+    fingerprint = np.concatenate([arguments, np.asarray(q0, np.float64).ravel()[:64]])
+    if checkpoint is not None and checkpoint.exists():
+        kept = files.read_cache(checkpoint, lambda path: _load_progress(
+            path, fingerprint, carry, sums))
+        if kept is not None:
+            carry, sums, ke, snapshots, snapshot_steps, now, earlier_seconds = kept
+    start_time = time.perf_counter()
+    remaining = [end for end in ends if end > now]
+    for end in tqdm(remaining, desc=progress, disable=progress is None, unit="block",
+                    initial=len(ends) - len(remaining), total=len(ends)):
+        # the states averaged: every multiple of average_every after average_from
+        first_averaged = average_every * (max(now, average_from) // average_every + 1)
+        for averaged in range(first_averaged, end + 1, average_every):
+            carry = loop(carry, now, averaged - now)
+            sums = accumulate(arrays, carry, sums)
+            now = averaged
+        carry = loop(carry, now, end - now)
+        now = end
         energy, q = energy_and_q(arrays, carry)
         ke.append(np.asarray(energy))
         if end >= average_from and end % snapshot_every == 0:
             snapshots.append(np.asarray(q))
             snapshot_steps.append(end)
-        begin = end
+        if checkpoint is not None and end < n_steps:
+            _save_progress(checkpoint, fingerprint, carry, sums, ke, snapshots, snapshot_steps,
+                           now, earlier_seconds + time.perf_counter() - start_time)
     blowup = np.asarray(carry[1], np.int64)
     n_averaged = n_steps // average_every - average_from // average_every
     alive = (blowup < 0).astype(float)
     alive[alive == 0] = np.nan
     means = {k: np.asarray(v) / n_averaged * alive.reshape(-1, *(1,) * (v.ndim - 1))
              for k, v in sums.items()}
+    if checkpoint is not None:
+        checkpoint.unlink(missing_ok=True)
     return LongRun(
         budget=means, n_averaged=n_averaged,
         snapshots=_after_blowup(np.stack(snapshots, axis=1) if snapshots else
@@ -159,7 +180,38 @@ def run_long(lores_model, parameterization, stepper, q0, *, n_steps: int, averag
         snapshot_steps=np.array(snapshot_steps, np.int64),
         ke=_after_blowup(np.stack(ke, axis=1), np.array(ends), blowup),
         ke_steps=np.array(ends, np.int64), blowup_step=blowup,
-        wall_seconds=time.perf_counter() - start)
+        wall_seconds=earlier_seconds + time.perf_counter() - start_time)
+
+
+def _save_progress(path, fingerprint, carry, sums, ke, snapshots, snapshot_steps, now, seconds):
+    """Everything ``run_long`` needs to go on after step ``now``, in one npz."""
+    leaves = jax.tree.leaves((carry, sums))
+    arrays = {f"leaf/{i}": np.asarray(leaf) for i, leaf in enumerate(leaves)}
+    arrays |= {f"ke/{i}": e for i, e in enumerate(ke)}
+    arrays |= {f"snapshot/{i}": q for i, q in enumerate(snapshots)}
+    arrays |= dict(fingerprint=fingerprint, snapshot_steps=np.array(snapshot_steps, np.int64),
+                   now=np.array(now), seconds=np.array(seconds))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    files.atomic_write(path, lambda tmp: np.savez(tmp, **arrays))
+
+
+def _load_progress(path, fingerprint, carry, sums):
+    """``_save_progress``'s contents, with the carry and sums shaped like ``carry`` and
+    ``sums``; None if the file is from a run with other arguments."""
+    with np.load(path) as a:
+        if a["fingerprint"].shape != fingerprint.shape or \
+                not np.array_equal(a["fingerprint"], fingerprint):
+            return None
+        leaves, treedef = jax.tree.flatten((carry, sums))
+        kept = [a[f"leaf/{i}"] for i in range(len(leaves))]
+        if any(k.shape != leaf.shape or k.dtype != leaf.dtype for k, leaf in zip(kept, leaves)):
+            return None
+        carry, sums = jax.tree.unflatten(treedef, [jnp.asarray(k) for k in kept])
+        count = lambda prefix: sum(name.startswith(prefix) for name in a.files)
+        ke = [a[f"ke/{i}"] for i in range(count("ke/"))]
+        snapshots = [a[f"snapshot/{i}"] for i in range(count("snapshot/"))]
+        return (carry, sums, ke, snapshots, list(a["snapshot_steps"]), int(a["now"]),
+                float(a["seconds"]))
 
 
 def _after_blowup(values: np.ndarray, steps: np.ndarray, blowup: np.ndarray) -> np.ndarray:

@@ -1,9 +1,9 @@
 """Online runs: long low-resolution runs of a parameterized model, for the online metrics.
 
-``run_online`` advances an ensemble of low-resolution runs (vmapped, compiled
-once) and keeps only what the comparison scores: the last few snapshots of q,
-a per-interval kinetic-energy series for plots, and the step at which each run
-blew up, if it did. ``cost_ms_per_step`` times one run of the same model
+``run_online`` advances an ensemble of low-resolution runs (vmapped) and keeps
+only what the comparison scores: the last few snapshots of q, a per-interval
+kinetic-energy series for plots, and the step at which each run blew up, if it
+did. ``cost_ms_per_step`` times one run of the same model
 (``step_timer`` for timings interleaved across models).
 
 A run blows up when its q stops being finite (checked after every step) or its
@@ -26,6 +26,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from qgzoo.physics.qg import kinetic_energy
+from qgzoo.simulate.loop import StepLoop
 from qgzoo.simulate.rollout import initial_state, parameterized_model
 
 #: Default blow-up threshold: kinetic energy this many times its initial value.
@@ -76,49 +77,15 @@ def checked_step(model, carry, step_number):
     return jax.tree.map(lambda old, fresh: jnp.where(frozen, old, fresh), state, new), blowup
 
 
-def _one_run(lores, model, q0, *, n_steps, snapshot_every, n_snapshots, max_ke_ratio):
-    """One run from q0 (nz, ny, nx): (ke series, snapshots, blowup step)."""
-    dtype = q0.dtype
-    nan = jnp.asarray(jnp.nan, dtype)
-    ke0 = kinetic_energy(lores, q0)
-    ke_limit = jnp.inf if max_ke_ratio is None else max_ke_ratio * jnp.sum(ke0)
-    blowup = jnp.where(jnp.all(jnp.isfinite(q0)), -1, 0).astype(jnp.int32)
-
-    def step(first, offset, carry):
-        return checked_step(model, carry, first + offset + 1)
-
-    def interval(carry, number, keep_q):
-        state, blowup = carry
-        first = (number * snapshot_every).astype(jnp.int32)
-        state, blowup = jax.lax.fori_loop(0, snapshot_every, lambda i, c: step(first, i, c),
-                                          (state, blowup))
-        q = state.state.model_state.q
-        ke = kinetic_energy(lores, q)
-        end = first + snapshot_every
-        blowup = jnp.where((blowup < 0) & ~(jnp.sum(ke) <= ke_limit), end, blowup).astype(jnp.int32)
-        alive = blowup < 0
-        out = jnp.where(alive, ke, nan), (jnp.where(alive, q, nan) if keep_q else None)
-        return (state, blowup), out
-
-    n_intervals = n_steps // snapshot_every
-    carry = (initial_state(model, q0), blowup)
-    early = n_intervals - n_snapshots
-    carry, (ke_early, _) = jax.lax.scan(lambda c, i: interval(c, i, False), carry,
-                                        jnp.arange(early))
-    carry, (ke_late, snapshots) = jax.lax.scan(lambda c, i: interval(c, i, True), carry,
-                                               early + jnp.arange(n_snapshots))
-    return jnp.concatenate([ke_early, ke_late]), snapshots, carry[1]
-
-
 def run_online(lores_model, parameterization, stepper, q0, *, n_steps: int,
                snapshot_every: int, n_snapshots: int,
                max_ke_ratio: float | None = MAX_KE_RATIO) -> OnlineRun:
     """Run ``lores_model`` with ``parameterization`` from each initial q in ``q0``.
 
-    ``q0`` is (runs, nz, ny, nx) in 1/s; the runs advance together (vmapped,
-    compiled once) for ``n_steps`` steps of ``stepper`` (a pyqg-jax stepper, dt in
-    seconds), a scan over intervals of ``snapshot_every`` steps. The q at the ends
-    of the last ``n_snapshots`` intervals and the kinetic energy at the end of every
+    ``q0`` is (runs, nz, ny, nx) in 1/s; the runs advance together (vmapped) for
+    ``n_steps`` steps of ``stepper`` (a pyqg-jax stepper, dt in seconds), in
+    intervals of ``snapshot_every`` steps (``StepLoop``). The q at the ends of the
+    last ``n_snapshots`` intervals and the kinetic energy at the end of every
     interval are kept. ``max_ke_ratio`` (dimensionless, None to switch it off) is
     the blow-up threshold on the total kinetic energy relative to that of q0; see
     the module's docstring for what happens to a run that blows up.
@@ -135,26 +102,55 @@ def run_online(lores_model, parameterization, stepper, q0, *, n_steps: int,
     q0 = jnp.asarray(q0, lores_model.filtr.dtype)
     if q0.ndim != 4:
         raise ValueError(f"q0 must be (runs, nz, ny, nx), got shape {q0.shape}")
-    # Arrays (network weights) are arguments, not constants baked into the program.
     arrays, static = eqx.partition((lores_model, parameterization, stepper), eqx.is_array)
 
-    def runs(arrays, q0):
+    def build(arrays):
         lores, closure, stepper_ = eqx.combine(arrays, static)
-        model = parameterized_model(lores, closure, stepper_)
-        return jax.vmap(lambda q: _one_run(
-            lores, model, q, n_steps=n_steps, snapshot_every=snapshot_every,
-            n_snapshots=n_snapshots, max_ke_ratio=max_ke_ratio))(q0)
+        return lores, parameterized_model(lores, closure, stepper_)
 
-    start = time.perf_counter()
-    compiled = jax.jit(runs).lower(arrays, q0).compile()
-    compile_seconds = time.perf_counter() - start
-    start = time.perf_counter()
-    ke, snapshots, blowup = jax.block_until_ready(compiled(arrays, q0))
-    wall_seconds = time.perf_counter() - start
+    def step(arrays, carry, number):
+        return jax.vmap(lambda c: checked_step(build(arrays)[1], c, number))(carry)
+
+    @jax.jit
+    def start(arrays, q0):
+        lores, model = build(arrays)
+        ke0 = jnp.sum(jax.vmap(lambda q: kinetic_energy(lores, q))(q0), axis=-1)
+        limit = jnp.full_like(ke0, jnp.inf) if max_ke_ratio is None else max_ke_ratio * ke0
+        blowup = jnp.where(jnp.all(jnp.isfinite(q0), axis=(1, 2, 3)), -1, 0).astype(jnp.int32)
+        return (jax.vmap(lambda q: initial_state(model, q))(q0), blowup), limit
+
+    def end_of_interval(arrays, carry, end, limit):
+        state, blowup = carry
+        q = state.state.model_state.q
+        ke = jax.vmap(lambda x: kinetic_energy(build(arrays)[0], x))(q)
+        blowup = jnp.where((blowup < 0) & ~(jnp.sum(ke, axis=-1) <= limit), end,
+                           blowup).astype(jnp.int32)
+        alive = (blowup < 0)[:, None]
+        return (state, blowup), jnp.where(alive, ke, jnp.nan), \
+            jnp.where(alive[..., None, None], q, jnp.nan)
+
+    begin = time.perf_counter()
+    carry, limit = start(arrays, q0)
+    loop = StepLoop(step, arrays, carry)
+    end_of_interval = jax.jit(end_of_interval).lower(arrays, carry, jnp.int32(0), limit).compile()
+    compile_seconds = time.perf_counter() - begin
+    ke, snapshots = [], []
+    begin = time.perf_counter()
+    for interval in range(n_intervals):
+        first = interval * snapshot_every
+        carry = loop(carry, first, snapshot_every)
+        carry, energy, q = end_of_interval(arrays, carry, jnp.int32(first + snapshot_every),
+                                           limit)
+        ke.append(energy)
+        if interval >= n_intervals - n_snapshots:
+            snapshots.append(q)
+    ke = np.stack(jax.device_get(ke), axis=1)
+    snapshots = (np.stack(jax.device_get(snapshots), axis=1) if snapshots else
+                 np.zeros((q0.shape[0], 0, *q0.shape[1:]), q0.dtype))
+    wall_seconds = time.perf_counter() - begin
     ends = snapshot_every * np.arange(1, n_intervals + 1)
-    return OnlineRun(snapshots=np.asarray(snapshots),
-                     snapshot_steps=ends[n_intervals - n_snapshots:], ke=np.asarray(ke),
-                     ke_steps=ends, blowup_step=np.asarray(blowup, np.int64),
+    return OnlineRun(snapshots=snapshots, snapshot_steps=ends[n_intervals - n_snapshots:],
+                     ke=ke, ke_steps=ends, blowup_step=np.asarray(carry[1], np.int64),
                      wall_seconds=wall_seconds, compile_seconds=compile_seconds)
 
 
@@ -171,18 +167,17 @@ def step_timer(lores_model, parameterization, stepper, q0, n_steps: int):
         raise ValueError(f"q0 must be (nz, ny, nx), got shape {q0.shape}")
     arrays, static = eqx.partition((lores_model, parameterization, stepper), eqx.is_array)
 
-    def advance(arrays, q0):
-        model = parameterized_model(*eqx.combine(arrays, static))
-        state = jax.lax.fori_loop(0, n_steps, lambda _, s: model.step_model(s),
-                                  initial_state(model, q0))
-        return state.state.model_state.qh
+    def step(arrays, state, _):
+        return parameterized_model(*eqx.combine(arrays, static)).step_model(state)
 
-    compiled = jax.jit(advance).lower(arrays, q0).compile()
-    jax.block_until_ready(compiled(arrays, q0))
+    state = jax.jit(lambda arrays, q0: initial_state(
+        parameterized_model(*eqx.combine(arrays, static)), q0))(arrays, q0)
+    loop = StepLoop(step, arrays, state)
+    jax.block_until_ready(loop(state, 0, n_steps))
 
     def timed() -> float:
         start = time.perf_counter()
-        jax.block_until_ready(compiled(arrays, q0))
+        jax.block_until_ready(loop(state, 0, n_steps))
         return time.perf_counter() - start
     return timed
 
