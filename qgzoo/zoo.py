@@ -134,4 +134,4 @@ def card(name: str) -> str:
 def trains(name: str) -> bool:
     """Whether entry ``name`` is trained here (as opposed to a closure with fixed
     constants, or published weights)."""
-    return experiment(name).training.steps > 0
+    return experiment(name).training.trains

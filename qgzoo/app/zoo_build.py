@@ -23,8 +23,8 @@ def build_entry(name: str, *, train: bool = True, progress: bool = True) -> path
     """Reproduce entry ``name``: train it from its experiment.json (or convert its
     published weights), score it, write its card.
 
-    Entries with ``training.steps == 0`` are not trained; their card is written
-    all the same. Training data come from the reference store (built if not
+    Entries whose training changes nothing (``TrainingSpec.trains``) are not trained;
+    their card is written all the same. Training data come from the reference store (built if not
     cached); scores from ``qgzoo.compare`` on the benchmarks of the entry's
     resolution (``zoo.benchmarks``), under Ross et al.'s protocol for the field's
     benchmark. ``train=False`` only rescores it.
@@ -34,7 +34,7 @@ def build_entry(name: str, *, train: bool = True, progress: bool = True) -> path
     published = zoo.published(name)
     if train and published is not None:
         files.write_tree(path / trained.WEIGHTS, load_fullycnn(published))
-    elif train and spec.training.steps > 0:
+    elif train and spec.training.trains:
         trainer.train(spec, path, progress=progress, overwrite=True)
         files.remove(path / trained.CHECKPOINT)
     benchmarks = zoo.benchmarks(name)
@@ -52,7 +52,12 @@ def model_card(name: str, spec: Experiment, comparison: Comparison) -> str:
     scores = comparison.scores(name, main.name)
     training = spec.training
     history = comparison.entries[0].history
-    if training.steps:
+    if training.method == "least_squares":
+        [fit] = history
+        how = (f"least squares in closed form on `{training.forcing_target}` at "
+               f"{fit['points']} grid points of the training samples, ridge {training.ridge:g}; "
+               f"R^2 on them {fit['r2'][0]:.3f} / {fit['r2'][1]:.3f} (upper / lower)")
+    elif training.steps:
         seconds = sum(h["seconds"] for h in history)
         skipped = sum(not h["finite"] for h in history)
         mode = (f"online, {training.rollout_steps}-sample rollouts" if training.rollout_steps

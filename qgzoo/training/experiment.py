@@ -32,6 +32,12 @@ class TrainingSpec(FrozenSpec):
     eval_windows: int = Field(16, ge=1, description="fixed validation windows scored")
     forcing_target: Literal["q_forcing_total", "q_subgrid_forcing"] = Field(
         "q_forcing_total", description="forcing the network learns and is scaled by")
+    method: Literal["gradient", "least_squares"] = Field(
+        "gradient", description="gradient: optimizer updates; least_squares: the weights of "
+                                "a linear closure (kind symbolic) solved in closed form "
+                                "on every training sample's forcing (offline; steps unused)")
+    ridge: float = Field(0.0, ge=0, description="least_squares: ridge penalty on the "
+                                                "dimensionless weights")
     init_from: str | None = Field(
         None, description="zoo entry or trained folder whose weights and scales start the "
                           "training (same network spec): fine-tuning")
@@ -39,10 +45,18 @@ class TrainingSpec(FrozenSpec):
 
     @model_validator(mode="after")
     def _check(self):
+        if self.method == "least_squares" and self.rollout_steps:
+            raise ValueError("method least_squares fits the forcing offline: set "
+                             "rollout_steps to 0")
         if self.curriculum_start is not None and self.curriculum_start > self.rollout_steps:
             raise ValueError(f"curriculum_start ({self.curriculum_start}) must not exceed "
                              f"rollout_steps ({self.rollout_steps})")
         return self
+
+    @property
+    def trains(self) -> bool:
+        """Whether training changes any weight (updates, or a least-squares fit)."""
+        return self.steps > 0 or self.method == "least_squares"
 
     def rollout_steps_at(self, step: int) -> int:
         """Rollout length T at optimizer update ``step`` (the curriculum)."""

@@ -22,12 +22,13 @@ import numpy as np
 import optax
 from tqdm.auto import tqdm
 
-from qgzoo.components.networks import AbstractParameterization, trainable
+from qgzoo.components.networks import AbstractParameterization, LinearClosure, Scale, trainable
 from qgzoo.core import files
 from qgzoo.core.errors import UserError
 from qgzoo.core.fields import FieldStats
 from qgzoo.data.reference import ReferenceData
 from qgzoo.data.store import load_reference
+from qgzoo.physics import qg
 from qgzoo.simulate.rollout import parameterized_model, rollout_loss
 from qgzoo.training.experiment import Experiment, TrainingSpec
 from qgzoo.training.trained import (
@@ -192,6 +193,12 @@ def _train(experiment: Experiment, out: pathlib.Path | None, data: ReferenceData
         data = load_reference(experiment.reference, experiment.coarsener, progress=progress)
     train_data = data.split("train")
     setup = Setup.from_experiment(experiment, train_data.stats())
+    if cfg.method == "least_squares":
+        fitted, record = fit_least_squares(setup, train_data, progress=progress)
+        trained = Trained(experiment, fitted, [record], 0)
+        if out is not None:
+            trained.save(out)
+        return trained
     optimizer = experiment.optimizer.transformation(cfg.steps)
     params, static = eqx.partition(setup.parameterization, trainable(setup.parameterization))
     opt_state = optimizer.init(params)
@@ -213,6 +220,61 @@ def _train(experiment: Experiment, out: pathlib.Path | None, data: ReferenceData
     if out is not None:
         trained.save(out)
     return trained
+
+
+def fit_least_squares(setup: Setup, data: ReferenceData, *, batch: int = 32,
+                      progress: bool = True) -> tuple[LinearClosure, dict]:
+    """The setup's linear closure with its weights solved in closed form, and a log record.
+
+    Per layer z, over every grid point of every sample of ``data``: the feature
+    scales are the rms of each feature, and the dimensionless weights minimise
+    ``mean((S - target)^2) / std(target)^2 + ridge * |w|^2`` (the normal
+    equations, accumulated sample batch by batch in float64). The record's
+    ``loss`` is that normalised mean squared error, averaged over layers, and
+    ``r2`` per layer is 1 - MSE / mean(target^2).
+    """
+    closure = setup.parameterization
+    if not isinstance(closure, LinearClosure):
+        raise UserError(f"training.method least_squares needs a linear closure (network "
+                        f"kind symbolic), not {type(closure).__name__}")
+    target = setup.experiment.training.forcing_target
+
+    @jax.jit
+    def sums(q, y):
+        features = jax.vmap(lambda x: closure.features(
+            setup.lores.get_full_state(qg.state_from_q(setup.lores, x)), setup.lores))(q)
+        gram = jnp.einsum("bjzyx,bkzyx->zjk", features, features)
+        return gram, jnp.einsum("bjzyx,bzyx->zj", features, y), jnp.einsum("bzyx->z", y**2)
+
+    start = time.perf_counter()
+    totals, count = None, 0
+    chunks = [(run, first) for run in range(data.n_runs) for first in range(0, data.n_samples, batch)]
+    for run, first in tqdm(chunks, desc="least squares", unit="batch", disable=not progress):
+        stop = min(first + batch, data.n_samples)
+        q, y = (jnp.asarray(np.asarray(data.fields[name][run, first:stop]), jnp.float64)
+                for name in ("q", target))
+        part = sums(q, y)
+        totals = part if totals is None else jax.tree.map(jnp.add, totals, part)
+        count += (stop - first) * q.shape[-2] * q.shape[-1]
+    gram, rhs, squares = (np.asarray(x) / count for x in totals)
+    feature_std = np.sqrt(np.einsum("zjj->zj", gram))
+    target_std = np.asarray(closure.output_scale.std, np.float64)
+    if not np.all(feature_std > 0):
+        raise UserError(f"least squares: a feature is zero on all the training data "
+                        f"(rms per layer and feature: {feature_std.tolist()})")
+    gram_s = gram / (feature_std[:, :, None] * feature_std[:, None, :])
+    rhs_s = rhs / (feature_std * target_std[:, None])
+    ridge = setup.experiment.training.ridge
+    weights = np.stack([np.linalg.solve(g + ridge * np.eye(len(g)), h)
+                        for g, h in zip(gram_s, rhs_s)])
+    mse = (squares / target_std**2 - 2 * np.einsum("zj,zj->z", weights, rhs_s)
+           + np.einsum("zj,zjk,zk->z", weights, gram_s, weights))
+    fitted = eqx.tree_at(lambda c: (c.weights, c.feature_scale), closure,
+                         (jnp.asarray(weights), Scale(jnp.asarray(feature_std))))
+    record = dict(step=0, loss=float(np.mean(mse)), finite=bool(np.all(np.isfinite(weights))),
+                  rollout_steps=0, skipped=0, seconds=round(time.perf_counter() - start, 4),
+                  r2=(1 - mse * target_std**2 / squares).tolist(), points=count)
+    return fitted, record
 
 
 class _Loop:

@@ -1,12 +1,14 @@
 """Networks and closures: the protocol (``base``) and the built-in family, one file each."""
 
 from qgzoo.components.networks.base import (
-    AbstractParameterization, NeuralClosure, NeuralSpec, Scale, trainable)
+    AbstractParameterization, LinearClosure, NeuralClosure, NeuralSpec, Scale, trainable)
 from qgzoo.components.networks.cnn import CNN, ChannelAffine, CNNSpec, PerLayer
 from qgzoo.components.networks.mlp import MLPSpec, StencilMLP
 from qgzoo.components.networks.none import NoClosure, NoneSpec
 from qgzoo.components.networks.published import load_fullycnn
+from qgzoo.components.networks.symbolic import SymbolicClosure, SymbolicSpec
 
-__all__ = ["CNN", "AbstractParameterization", "CNNSpec", "ChannelAffine", "MLPSpec",
-           "NeuralClosure", "NeuralSpec", "NoClosure", "NoneSpec", "PerLayer", "Scale",
-           "StencilMLP", "load_fullycnn", "trainable"]
+__all__ = ["CNN", "AbstractParameterization", "CNNSpec", "ChannelAffine", "LinearClosure",
+           "MLPSpec", "NeuralClosure", "NeuralSpec", "NoClosure", "NoneSpec", "PerLayer",
+           "Scale", "StencilMLP", "SymbolicClosure", "SymbolicSpec", "load_fullycnn",
+           "trainable"]

@@ -64,6 +64,33 @@ class NeuralClosure(AbstractParameterization):
         return y.astype(full_state.q.dtype) * std[:, None, None]
 
 
+class LinearClosure(AbstractParameterization):
+    """A forcing linear in its weights: per layer z,
+    ``S[z] = output_std[z] * sum_j weights[z, j] * F_j[z] / feature_std[z, j]``.
+
+    ``features`` gives the F_j, so that the weights can be fitted in closed form
+    (``qgzoo.training.trainer.fit_least_squares``), and the weights are
+    dimensionless, so that they can be trained further like any network's.
+    """
+
+    weights: jax.Array
+    """(nz, n_features), dimensionless."""
+    feature_scale: Scale
+    """std (nz, n_features): the rms of each feature on the training data."""
+    output_scale: Scale
+
+    @abc.abstractmethod
+    def features(self, full_state, model) -> jax.Array:
+        """The features F (n_features, nz, ny, nx) at a pyqg-jax full state of ``model``."""
+
+    def q_forcing(self, full_state, model):
+        features = self.features(full_state, model)
+        scale = jax.lax.stop_gradient(self.output_scale.std)[:, None] / jax.lax.stop_gradient(
+            self.feature_scale.std)
+        coefficients = (self.weights * scale).astype(features.dtype)
+        return jnp.einsum("zj,jzyx->zyx", coefficients, features)
+
+
 def trainable(tree) -> object:
     """Filter spec for ``eqx.partition``: floating arrays except fitted scales."""
     return jax.tree.map(lambda x: False if isinstance(x, Scale) else eqx.is_inexact_array(x),
