@@ -36,7 +36,7 @@ PLUGIN_DISTRIBUTION = "qgzoo-testplugin"
 #: Kinds the built-in plugin provides (it may grow; these must stay).
 BUILTIN_KINDS = {
     "coarsener": {"operator1", "operator2"},
-    "network": {"cnn", "mlp", "none"},
+    "network": {"cnn", "mlp", "none", "symbolic"},
     "loss": {"state_mse", "forcing_mse", "weighted"},
     "stepper": {"ab3", "euler"},
 }

@@ -16,7 +16,7 @@ from qgzoo.components.networks import CNNSpec, trainable
 from qgzoo.core.fields import FieldStats
 from qgzoo.components.losses import StateMSESpec
 from qgzoo.simulate.rollout import parameterized_model, rollout_loss
-from qgzoo.training.trainer import Setup, draw_windows
+from qgzoo.training.trainer import Setup, draw_windows, parameter_paths
 
 from qgzoo.data.reference import SMALL_REFERENCE
 
@@ -249,3 +249,21 @@ def test_fine_tuning_starts_from_the_named_weights(small_data, offline_run, tmp_
     with pytest.raises(qgzoo.UserError, match="neither a zoo entry nor a folder"):
         qgzoo.train(experiment(init_from=str(tmp_path / "nowhere")), data=small_data,
                     progress=False)
+
+
+def test_train_only_changes_the_named_part_and_names_the_parts_it_does_not_know(
+        small_data, offline_run, tmp_path):
+    offline_run.save(tmp_path / "start")
+    start = offline_run.parameterization
+    assert parameter_paths(start) == ["core.convs.0.weight", "core.convs.0.bias",
+                                      "core.convs.1.weight", "core.convs.1.bias"]
+    tuned = qgzoo.train(experiment(steps=3, init_from=str(tmp_path / "start"),
+                                   train_only=["core.convs.1.*"]),
+                        data=small_data, progress=False).parameterization
+    for name, before, after in zip(parameter_paths(start), *(
+            jax.tree.leaves(eqx.filter(p, trainable(p))) for p in (start, tuned))):
+        assert np.array_equal(before, after) != name.startswith("core.convs.1."), name
+    np.testing.assert_array_equal(tuned.output_scale.std, start.output_scale.std)
+    with pytest.raises(qgzoo.UserError, match=r"\['head\.\*'\] match no trainable array; "
+                                              r"arrays: core\.convs\.0\.weight"):
+        qgzoo.train(experiment(train_only=["head.*"]), data=small_data, progress=False)

@@ -38,6 +38,11 @@ class TrainingSpec(FrozenSpec):
                                 "on every training sample's forcing (offline; steps unused)")
     ridge: float = Field(0.0, ge=0, description="least_squares: ridge penalty on the "
                                                 "dimensionless weights")
+    train_only: tuple[str, ...] | None = Field(
+        None, min_length=1,
+        description="glob patterns of the parameter paths to train, e.g. 'core.convs.2.*' "
+                    "(a pattern that matches none lists them); the others keep their "
+                    "initial values. None trains every weight")
     init_from: str | None = Field(
         None, description="zoo entry or trained folder whose weights and scales start the "
                           "training (same network spec): fine-tuning")

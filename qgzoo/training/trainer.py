@@ -11,6 +11,7 @@ checkpoints are written atomically and ``train`` resumes from the last one.
 from __future__ import annotations
 
 import dataclasses
+import fnmatch
 import json
 import pathlib
 import time
@@ -97,6 +98,42 @@ class Setup:
         losses = jax.vmap(lambda q, f: self.window_loss(parameterization, q, f))(
             q_batch, forcing_batch)
         return jnp.mean(losses)
+
+
+def parameter_paths(parameterization) -> list[str]:
+    """The dotted paths of the trainable arrays of ``parameterization``, e.g.
+    ``core.convs.2.weight``: the names ``training.train_only`` matches."""
+    leaves = jax.tree_util.tree_flatten_with_path(
+        eqx.filter(parameterization, trainable(parameterization)))[0]
+    return [_dotted(path) for path, _ in leaves]
+
+
+def _dotted(path) -> str:
+    parts = []
+    for key in path:
+        for attribute in ("name", "idx", "key"):
+            if hasattr(key, attribute):
+                parts.append(str(getattr(key, attribute)))
+                break
+    return ".".join(parts)
+
+
+def trained_part(parameterization, patterns: tuple[str, ...] | None):
+    """Filter spec of the arrays training changes: the trainable ones (``trainable``)
+    whose path (``parameter_paths``) matches one of ``patterns`` (globs; None: all).
+    A pattern that matches no array is a ``UserError`` listing the paths."""
+    spec = trainable(parameterization)
+    if patterns is None:
+        return spec
+    paths = parameter_paths(parameterization)
+    unmatched = [p for p in patterns if not fnmatch.filter(paths, p)]
+    if unmatched:
+        raise UserError(f"training.train_only: {unmatched} match no trainable array; "
+                        f"arrays: {', '.join(paths)}")
+    flat, treedef = jax.tree_util.tree_flatten_with_path(spec)
+    return jax.tree_util.tree_unflatten(treedef, [
+        bool(keep) and any(fnmatch.fnmatchcase(_dotted(path), p) for p in patterns)
+        for path, keep in flat])
 
 
 def draw_windows(data: ReferenceData, n_windows: int, length: int,
@@ -200,7 +237,8 @@ def _train(experiment: Experiment, out: pathlib.Path | None, data: ReferenceData
             trained.save(out)
         return trained
     optimizer = experiment.optimizer.transformation(cfg.steps)
-    params, static = eqx.partition(setup.parameterization, trainable(setup.parameterization))
+    params, static = eqx.partition(setup.parameterization,
+                                   trained_part(setup.parameterization, cfg.train_only))
     opt_state = optimizer.init(params)
     step, skipped, history = 0, 0, []
     if out is not None:
