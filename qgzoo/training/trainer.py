@@ -234,6 +234,7 @@ def _train(experiment: Experiment, out: pathlib.Path | None, data: ReferenceData
         fitted, record = fit_least_squares(setup, train_data, progress=progress)
         trained = Trained(experiment, fitted, [record], 0)
         if out is not None:
+            files.atomic_write_text(out / LOG, json.dumps(record) + "\n")
             trained.save(out)
         return trained
     optimizer = experiment.optimizer.transformation(cfg.steps)
