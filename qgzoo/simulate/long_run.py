@@ -29,8 +29,8 @@ from qgzoo.core import files
 from qgzoo.physics import budget
 from qgzoo.physics.qg import kinetic_energy
 from qgzoo.simulate.loop import StepLoop
-from qgzoo.simulate.online import checked_step
-from qgzoo.simulate.rollout import initial_state, parameterized_model
+from qgzoo.simulate.online import checked_step, initial_carry
+from qgzoo.simulate.rollout import parameterized_model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -118,11 +118,6 @@ def run_long(lores_model, parameterization, stepper, q0, *, n_steps: int, averag
         spectra_now = jax.vmap(lambda q: spectra(lores, closure, q))(carry[0].state.model_state.q)
         return jax.tree.map(jnp.add, sums, spectra_now)
 
-    @jax.jit
-    def start(arrays, q0):
-        model = build(arrays)[2]
-        return (jax.vmap(lambda q: initial_state(model, q))(q0),
-                jnp.where(jnp.all(jnp.isfinite(q0), axis=(1, 2, 3)), -1, 0).astype(jnp.int32))
 
     @jax.jit
     def energy_and_q(arrays, carry):
@@ -130,7 +125,7 @@ def run_long(lores_model, parameterization, stepper, q0, *, n_steps: int, averag
         q = carry[0].state.model_state.q
         return jax.vmap(lambda x: kinetic_energy(lores, x))(q), q
 
-    carry = start(arrays, q0)
+    carry = jax.jit(lambda arrays, q0: initial_carry(build(arrays)[2], q0))(arrays, q0)
     sums = jax.tree.map(lambda x: jnp.zeros((q0.shape[0], *x.shape), x.dtype),
                         jax.eval_shape(lambda q: spectra(build(arrays)[0], None, q), q0[0]))
     loop = StepLoop(step, arrays, carry)

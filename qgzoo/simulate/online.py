@@ -77,6 +77,13 @@ def checked_step(model, carry, step_number):
     return jax.tree.map(lambda old, fresh: jnp.where(frozen, old, fresh), state, new), blowup
 
 
+def initial_carry(model, q0):
+    """``(states, blowup steps)`` of runs from q0 (runs, nz, ny, nx), as ``checked_step``
+    takes them: a run whose q0 is not finite has blown up at step 0."""
+    blowup = jnp.where(jnp.all(jnp.isfinite(q0), axis=(1, 2, 3)), -1, 0).astype(jnp.int32)
+    return jax.vmap(lambda q: initial_state(model, q))(q0), blowup
+
+
 def run_online(lores_model, parameterization, stepper, q0, *, n_steps: int,
                snapshot_every: int, n_snapshots: int,
                max_ke_ratio: float | None = MAX_KE_RATIO) -> OnlineRun:
@@ -116,8 +123,7 @@ def run_online(lores_model, parameterization, stepper, q0, *, n_steps: int,
         lores, model = build(arrays)
         ke0 = jnp.sum(jax.vmap(lambda q: kinetic_energy(lores, q))(q0), axis=-1)
         limit = jnp.full_like(ke0, jnp.inf) if max_ke_ratio is None else max_ke_ratio * ke0
-        blowup = jnp.where(jnp.all(jnp.isfinite(q0), axis=(1, 2, 3)), -1, 0).astype(jnp.int32)
-        return (jax.vmap(lambda q: initial_state(model, q))(q0), blowup), limit
+        return initial_carry(model, q0), limit
 
     def end_of_interval(arrays, carry, end, limit):
         state, blowup = carry
