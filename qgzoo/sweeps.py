@@ -34,6 +34,7 @@ from qgzoo import zoo
 from qgzoo.core import files
 from qgzoo.core.errors import UserError
 from qgzoo.core.schema import invalid_spec, json_schema, validation_messages
+from qgzoo.core.fields import q_forcing_field
 from qgzoo.core.spec import FrozenSpec
 from qgzoo.data.reference import REFERENCES
 from qgzoo.data import store
@@ -244,7 +245,7 @@ def trial_scores(result: trained.Trained, folder: pathlib.Path,
     test = data.split("test")
     samples = np.linspace(0, test.n_samples - 1, min(OFFLINE_SAMPLES, test.n_samples)).astype(int)
     q = np.concatenate([np.asarray(test.fields["q"][run, samples]) for run in range(test.n_runs)])
-    target = experiment.training.forcing_target
+    target = q_forcing_field(experiment.training.forcing_target)
     truth = np.concatenate([np.asarray(test.fields[target][run, samples])
                             for run in range(test.n_runs)])
     lores = experiment.reference.lores_model()

@@ -271,3 +271,56 @@ def test_adding_the_forcing_moves_a_lowres_step_toward_the_coarsened_hires_step(
     # error without it), and nothing is closer than -S.
     assert (errors[1] < 0.1 * errors[0]).all(), errors
     assert (errors[0] < errors[-1]).all(), errors
+
+
+def numpy_div(fx, fy):
+    size = fx.shape[-1]
+    k, l = numpy_wavenumbers(size, L)
+    return np.fft.irfft2(1j * k * np.fft.rfft2(fx) + 1j * l * np.fft.rfft2(fy), s=(size, size))
+
+
+def numpy_curl(fu, fv):
+    size = fu.shape[-1]
+    k, l = numpy_wavenumbers(size, L)
+    return np.fft.irfft2(1j * k * np.fft.rfft2(fv) - 1j * l * np.fft.rfft2(fu), s=(size, size))
+
+
+def numpy_advect(q, field):
+    """-div(vel f) of ``field`` f by the eddy velocities of q."""
+    u, v, _ = numpy_velocities(q)
+    return -numpy_div(u * field, v * field)
+
+
+@pytest.mark.parametrize("name", ["operator1", "operator2"])
+def test_subgrid_flux_and_momentum_forcing_match_numpy(models, hires_q, name):
+    hires, lores = models
+    op = OPERATORS[name](*models)
+    gain = FILTERS[name](n)
+    qbar = numpy_coarsen(hires_q, n, gain)
+    u, v, _ = numpy_velocities(hires_q)
+    ubar, vbar, _ = numpy_velocities(qbar)
+    flux = [numpy_coarsen(u * hires_q, n, gain) - ubar * qbar,
+            numpy_coarsen(v * hires_q, n, gain) - vbar * qbar]
+    momentum = [numpy_coarsen(numpy_advect(hires_q, fine), n, gain) - numpy_advect(qbar, coarse)
+                for fine, coarse in [(u, ubar), (v, vbar)]]
+    q = jnp.asarray(hires_q)
+    for got, want in [(jax.jit(op.q_subgrid_flux)(q), flux),
+                      (jax.jit(op.momentum_subgrid_forcing)(q), momentum)]:
+        for got_part, want_part in zip(got, want):
+            scale = np.abs(want_part).max(axis=(-2, -1), keepdims=True)
+            np.testing.assert_array_less(np.abs(np.asarray(got_part) - want_part) / scale, 1e-10)
+
+    # The flux form: S = -div F is the advective subgrid forcing, and keeps the mean of q.
+    from_flux = np.asarray(qg.q_forcing_of(lores, "q_subgrid_flux", jnp.concatenate(flux)))
+    subgrid = np.asarray(op.q_subgrid_forcing(q))
+    np.testing.assert_allclose(from_flux, -numpy_div(*flux), rtol=0,
+                               atol=1e-12 * np.abs(subgrid).max())
+    np.testing.assert_allclose(from_flux, subgrid, rtol=0, atol=1e-10 * np.abs(subgrid).max())
+    assert np.abs(from_flux.mean(axis=(-2, -1))).max() < 1e-14 * np.abs(subgrid).max()
+
+    # The momentum form: S is the curl of (Su, Sv), the part of the forcing that acts on
+    # the relative vorticity (q's stretching part has no momentum form).
+    from_momentum = np.asarray(qg.q_forcing_of(lores, "momentum_subgrid_forcing",
+                                               jnp.concatenate(momentum)))
+    np.testing.assert_allclose(from_momentum, numpy_curl(*momentum), rtol=0,
+                               atol=1e-12 * np.abs(from_momentum).max())

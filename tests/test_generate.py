@@ -143,6 +143,43 @@ def test_training_streams_from_the_store_as_from_memory(tiny_store):
     assert [h["loss"] for h in a.history] == [h["loss"] for h in b.history]
 
 
+def test_extra_fields_are_stored_checked_and_trained_on(tmp_path):
+    """A store asked for the subgrid fluxes and momentum forcings holds them with the
+    other fields; -div of the stored flux is the stored advective forcing; a network
+    predicting the flux is scaled by the flux's rms and trains on q_subgrid_forcing."""
+    extra = ("uq_subgrid_flux", "vq_subgrid_flux", "u_subgrid_forcing", "v_subgrid_forcing")
+    spec = qgzoo.ReferenceSpec(**{**TINY, "coarseners": [{"kind": "operator1"}],
+                                  "extra_fields": extra})
+    assert store.store_key(spec) != store.store_key(spec.model_copy(update={"extra_fields": ()}))
+    build_store(spec, tmp_path / "extra.zarr", progress=False)
+    root = zarr.open_group(tmp_path / "extra.zarr", mode="r")
+    assert root["operator1/uq_subgrid_flux"].attrs["units"] == "m s^-2"
+    data = open_reference(tmp_path / "extra.zarr")
+    assert set(data.fields) == set(FIELDS + extra)
+    flux = [np.asarray(data.fields[name][:]) for name in extra[:2]]
+    k = 2 * np.pi / 1e6 * np.fft.rfftfreq(16, 1 / 16)
+    l = 2 * np.pi / 1e6 * np.fft.fftfreq(16, 1 / 16)[:, None]
+    divergence = np.fft.irfft2(1j * k * np.fft.rfft2(flux[0]) + 1j * l * np.fft.rfft2(flux[1]),
+                               s=(16, 16))
+    subgrid = np.asarray(data.fields["q_subgrid_forcing"][:])
+    np.testing.assert_allclose(-divergence, subgrid, rtol=0, atol=1e-9 * np.abs(subgrid).max())
+
+    experiment = qgzoo.Experiment(
+        reference=spec, network={"kind": "cnn", "channels": [4], "kernel_sizes": [3, 3]},
+        loss={"kind": "forcing_mse"},
+        training={"steps": 3, "batch_size": 2, "rollout_steps": 0,
+                  "forcing_target": "q_subgrid_flux"})
+    trained = qgzoo.train(experiment, data=data, progress=False)
+    assert all(np.isfinite(h["loss"]) for h in trained.history)
+    rms = [np.sqrt(np.mean(f[:2] ** 2, axis=(0, 1, 3, 4))) for f in flux]  # training runs 0, 1
+    np.testing.assert_allclose(np.asarray(trained.parameterization.output_scale.std),
+                               np.concatenate(rms), rtol=1e-10)
+    with pytest.raises(ValueError, match="extra_fields"):
+        qgzoo.Experiment(reference=TINY, training={"forcing_target": "q_subgrid_flux",
+                                                   "rollout_steps": 0},
+                         loss={"kind": "forcing_mse"})
+
+
 def test_trains_on_a_store_written_by_hand_in_pyqg_layout(small_data, tmp_path):
     """A dataset laid out like pyqg's (written with xarray, not by qgzoo) is read and trained on."""
     runs, samples = 4, 60

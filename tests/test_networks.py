@@ -11,8 +11,9 @@ from pyqg_jax.steppers import EulerStepper, SteppedModel
 import qgzoo
 from qgzoo.physics import qg
 from qgzoo.components.networks import CNNSpec, MLPSpec, NeuralClosure, Scale, trainable
-from test_coarsen import numpy_filtr
+from test_coarsen import numpy_curl, numpy_div, numpy_filtr
 
+from qgzoo.core.fields import FieldStats
 from qgzoo.data.reference import SMALL_REFERENCE
 
 SPECS = {
@@ -104,9 +105,10 @@ class Identity(eqx.Module):
 
 class TakeChannels(eqx.Module):
     start: int = eqx.field(static=True)
+    count: int = eqx.field(static=True, default=2)
 
     def __call__(self, x):
-        return x[self.start: self.start + 2]
+        return x[self.start: self.start + self.count]
 
 
 def test_scaling_arithmetic_by_hand(lores, q_test):
@@ -122,6 +124,39 @@ def test_scaling_arithmetic_by_hand(lores, q_test):
                          Scale(jnp.asarray(s_out)))
     np.testing.assert_allclose(np.asarray(both.q_forcing(full, lores)),
                                u / s_u[:, None, None] * s_out[:, None, None], rtol=1e-6)
+
+
+@pytest.mark.parametrize("target", ["q_subgrid_flux", "momentum_subgrid_forcing"])
+def test_flux_and_momentum_closures_convert_by_hand(target, lores, q_test):
+    full = full_state(lores, q_test)
+    q, u = np.asarray(full.q), np.asarray(full.u)
+    s_q, s_u = np.array([2e-6, 5e-7]), np.array([0.02, 0.004])
+    s_out = np.array([3e-7, 4e-8, 5e-7, 6e-8])  # parts one after the other, each per layer
+    # Identity core: the parts are (q / std_q, u / std_u) * std_out.
+    closure = NeuralClosure(TakeChannels(0, 4), ("q", "u"), Scale(jnp.asarray(np.r_[s_q, s_u])),
+                            Scale(jnp.asarray(s_out)), target)
+    first = q / s_q[:, None, None] * s_out[:2, None, None]
+    second = u / s_u[:, None, None] * s_out[2:, None, None]
+    want = -numpy_div(first, second) if target == "q_subgrid_flux" else numpy_curl(first, second)
+    got = np.asarray(closure.q_forcing(full, lores))
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-5 * np.abs(want).max())
+    # Both are derivatives: the domain mean of q is kept, to rounding.
+    assert np.abs(got.mean(axis=(-2, -1))).max() < 1e-6 * np.abs(got).max()
+
+
+@pytest.mark.parametrize("kind", ["cnn", "cnn-per-layer", "mlp"])
+def test_networks_predict_every_part_of_a_flux(kind, lores, q_test):
+    spec = {"cnn-per-layer": CNNSpec(channels=(4,), kernel_sizes=(3, 3), per_layer=True)}.get(
+        kind) or SPECS[kind]
+    closure = spec.build(FieldStats.placeholder(), key=jax.random.key(1), target="q_subgrid_flux")
+    full = full_state(lores, q_test)
+    x = np.asarray(full.q) / np.asarray(closure.input_scale.std)[:, None, None]
+    assert closure.core(jnp.asarray(x, jnp.float32)).shape == (4, 16, 16)
+    assert closure.output_scale.std.shape == (4,)
+    if kind == "cnn-per-layer":
+        assert len(closure.core.nets) == 4
+    forcing = np.asarray(closure.q_forcing(full, lores))
+    assert forcing.shape == (2, 16, 16) and np.abs(forcing).max() > 0
 
 
 @pytest.mark.parametrize("target", ["q_forcing_total", "q_subgrid_forcing"])

@@ -32,7 +32,6 @@ import numpy as np
 import zarr
 
 from qgzoo.core import files
-from qgzoo.core.fields import FIELDS
 from qgzoo.data.reference import ReferenceSpec, coarsener_name
 
 MANIFEST = "checksums.json"
@@ -204,7 +203,7 @@ def layout(spec: ReferenceSpec) -> dict[str, tuple[int, ...]]:
     for coarsener in spec.coarseners:
         group, n = coarsener_name(coarsener), spec.lores_nx
         arrays |= coordinates(group, n, "time", samples)
-        arrays |= {f"{group}/{name}": (runs, samples, 2, n, n) for name in FIELDS}
+        arrays |= {f"{group}/{name}": (runs, samples, 2, n, n) for name in spec.fields}
     if snapshots:
         arrays |= coordinates("hires", spec.hires_nx, "snapshot", snapshots)
         arrays["hires/q"] = (runs, snapshots, 2, spec.hires_nx, spec.hires_nx)

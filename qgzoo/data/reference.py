@@ -14,9 +14,9 @@ from typing import Literal
 
 import jax.numpy as jnp
 import numpy as np
-from pydantic import Field, model_validator
+from pydantic import Field, model_serializer, model_validator
 
-from qgzoo.core.fields import FIELDS, FieldStats
+from qgzoo.core.fields import EXTRA_FIELDS, FIELDS, FieldStats
 from qgzoo.core.schema import Component
 from qgzoo.core.spec import CoarsenerSpec, FrozenSpec
 from qgzoo.physics import qg
@@ -53,10 +53,29 @@ class ReferenceSpec(FrozenSpec):
     sample_interval: int = Field(1, ge=1, description="high-resolution steps between samples")
     n_hires_snapshots: int = Field(
         10, ge=0, description="last samples whose high-res q is stored, for online metrics")
+    extra_fields: tuple[Literal[EXTRA_FIELDS], ...] = Field(
+        (), description="fields stored besides the q forcings (core.fields.EXTRA_FIELDS): "
+                        "the subgrid fluxes of q, the momentum subgrid forcings")
     seed: int = 0
+
+    @model_serializer(mode="wrap")
+    def _without_empty_extras(self, handler):
+        # Specs (and the stores they name) written before extra_fields existed keep
+        # their JSON and their content hash.
+        data = handler(self)
+        if not self.extra_fields:
+            data.pop("extra_fields", None)
+        return data
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The fields of each coarsener's samples in the store."""
+        return FIELDS + self.extra_fields
 
     @model_validator(mode="after")
     def _check(self):
+        if len(set(self.extra_fields)) != len(self.extra_fields):
+            raise ValueError(f"extra_fields must not repeat: {self.extra_fields}")
         unknown = set(self.physics) - set(PHYSICS_NAMES)
         if unknown:
             raise ValueError(f"physics: unknown parameters {sorted(unknown)}; "
@@ -153,10 +172,11 @@ class ReferenceData:
         missing = [name for name in FIELDS if name not in fields]
         if missing:
             raise ValueError(f"reference data lacks fields {missing}")
-        shapes = {name: tuple(fields[name].shape) for name in FIELDS}
+        names = FIELDS + tuple(name for name in EXTRA_FIELDS if name in fields)
+        shapes = {name: tuple(fields[name].shape) for name in names}
         if len(set(shapes.values())) != 1 or len(shapes["q"]) != 5:
             raise ValueError(f"fields must share one (run, time, lev, y, x) shape: {shapes}")
-        self.fields = {name: fields[name] for name in FIELDS}
+        self.fields = {name: fields[name] for name in names}
         self.n_test_runs, self.n_val_runs = n_test_runs, n_val_runs
 
     @property
@@ -204,7 +224,7 @@ class ReferenceData:
     def from_xarray(cls, dataset, n_test_runs: int, n_val_runs: int = 0) -> "ReferenceData":
         """Data from an xarray Dataset in pyqg's layout (dims run, time, lev, y, x)."""
         fields = {}
-        for name in FIELDS:
+        for name in FIELDS + tuple(name for name in EXTRA_FIELDS if name in dataset):
             if name not in dataset:
                 raise ValueError(f"dataset lacks variable {name!r} (has {sorted(dataset)})")
             variable = dataset[name].transpose("run", "time", "lev", "y", "x").variable

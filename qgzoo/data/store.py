@@ -40,7 +40,7 @@ from tqdm.auto import tqdm
 
 from qgzoo.core import files
 from qgzoo.core.errors import UserError
-from qgzoo.core.fields import FIELDS, LONG_NAMES, UNITS
+from qgzoo.core.fields import LONG_NAMES, UNITS
 from qgzoo.core.plugins import distribution_version
 from qgzoo.core.schema import validation_messages
 from qgzoo.core.spec import CoarsenerSpec
@@ -96,7 +96,7 @@ def _plan(spec: ReferenceSpec) -> list[tuple[str, int]]:
     """The chunks of a build: ("spinup", steps) then ("samples", n) then ("snapshots", n)."""
     chunks = [("spinup", min(SPINUP_CHUNK, spec.spinup_steps - start))
               for start in range(0, spec.spinup_steps, SPINUP_CHUNK)]
-    per_sample = 8 * spec.n_runs * 2 * spec.lores_nx**2 * len(FIELDS) * len(spec.coarseners)
+    per_sample = 8 * spec.n_runs * 2 * spec.lores_nx**2 * len(spec.fields) * len(spec.coarseners)
     per_chunk = int(max(1, min(SAMPLE_CHUNK_BYTES // per_sample,
                                -(-SPINUP_CHUNK // spec.sample_interval))))
     plain = spec.n_samples - spec.n_hires_snapshots
@@ -129,12 +129,18 @@ class _Builder:
         step = jax.vmap(self.model.step_model)
         return jax.lax.fori_loop(0, n_steps, lambda _, s: step(s), state)
 
-    @staticmethod
-    def _coarse_fields(coarsener, q_hires):
+    def _coarse_fields(self, coarsener, q_hires):
         q = coarsener.coarsen(q_hires)
         u, v = qg.velocities(coarsener.lores, q)
-        return dict(q=q, u=u, v=v, q_forcing_total=coarsener.q_forcing_total(q_hires),
-                    q_subgrid_forcing=coarsener.q_subgrid_forcing(q_hires))
+        fields = dict(q=q, u=u, v=v, q_forcing_total=coarsener.q_forcing_total(q_hires),
+                      q_subgrid_forcing=coarsener.q_subgrid_forcing(q_hires))
+        extras = set(self.spec.extra_fields)
+        if extras & {"uq_subgrid_flux", "vq_subgrid_flux"}:
+            fields["uq_subgrid_flux"], fields["vq_subgrid_flux"] = coarsener.q_subgrid_flux(q_hires)
+        if extras & {"u_subgrid_forcing", "v_subgrid_forcing"}:
+            fields["u_subgrid_forcing"], fields["v_subgrid_forcing"] = (
+                coarsener.momentum_subgrid_forcing(q_hires))
+        return {name: fields[name] for name in self.spec.fields}
 
     def _sample(self, q_hires):
         """Coarse fields per coarsener, high-res kinetic energy per layer and CFL number."""
@@ -174,7 +180,7 @@ def _create(root: zarr.Group, spec: ReferenceSpec):
         group = root.create_group(coarsener_name(coarsener))
         group.attrs["coarsener"] = coarsener.model_dump(mode="json")
         coordinates(group, n, time)
-        for name in FIELDS:
+        for name in spec.fields:
             array = group.create_array(name, shape=(runs, spec.n_samples, 2, n, n),
                                        chunks=(1, time_chunk, 2, n, n), dtype="f8",
                                        fill_value=np.nan, dimension_names=dims,
@@ -365,7 +371,7 @@ def _write_samples(root, spec, start, out, snapshots, runs: range):
     stop, runs = start + ke.shape[0], slice(runs.start, runs.stop)
     for coarsener, fields in zip(spec.coarseners, lores):
         group = root[coarsener_name(coarsener)]
-        for name in FIELDS:
+        for name in spec.fields:
             values = np.asarray(fields[name])  # (time, run, lev, y, x)
             if not np.isfinite(values).all():
                 raise FloatingPointError(
@@ -479,7 +485,7 @@ def open_reference(path: str | files.Location, coarsener: CoarsenerSpec | None =
     _check_files(path, root, stored)
     fail = functools.partial(_damaged, path, stored)
     return ReferenceData({f: checksums.CheckedArray(root[f"{name}/{f}"], path, fail)
-                          for f in FIELDS}, stored.n_test_runs, stored.n_val_runs)
+                          for f in stored.fields}, stored.n_test_runs, stored.n_val_runs)
 
 
 def verify_store(path: str | files.Location) -> int | None:
@@ -543,7 +549,7 @@ def describe_store(path: str | files.Location, *, verify: bool = False) -> str:
     for coarsener in spec.coarseners:
         stats = open_reference(path, coarsener).split("train").stats()
         lines.append(f"{coarsener_name(coarsener)}: training-split RMS per layer")
-        for name in FIELDS:
+        for name in spec.fields:
             upper, lower = np.asarray(stats.std[name])
             lines.append(f"  {name:18} {upper:10.3e} {lower:10.3e}  {UNITS[name]}")
     return "\n".join(lines)

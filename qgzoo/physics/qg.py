@@ -11,6 +11,8 @@ import jax.numpy as jnp
 from pyqg_jax.qg_model import QGModel
 from pyqg_jax.state import Precision, PseudoSpectralState
 
+from qgzoo.core.fields import TARGETS
+
 #: Physical parameters of the two configurations of Ross et al. (2023).
 PRESETS: dict[str, dict[str, float]] = {
     "eddy": dict(beta=1.5e-11, rd=15000.0, delta=0.25, H1=500.0, U1=0.025, U2=0.0,
@@ -43,14 +45,44 @@ def tendency(model: QGModel, q: jax.Array) -> jax.Array:
     return _irfft(model, model.get_full_state(state_from_q(model, q)).dqhdt)
 
 
-def advection(model: QGModel, q: jax.Array) -> jax.Array:
-    """The nonlinear advection -div(u q) at q, in 1/s^2, using the eddy velocities."""
+def _ik_il(model):
+    return 1j * model.kk[None, None, :], 1j * model.ll[None, :, None]
+
+
+def divergence(model: QGModel, fx: jax.Array, fy: jax.Array) -> jax.Array:
+    """d(fx)/dx + d(fy)/dy of a vector field (each (nz, ny, nx)), spectrally; its
+    domain mean is zero."""
+    ik, il = _ik_il(model)
+    return _irfft(model, ik * jnp.fft.rfftn(fx, axes=(-2, -1))
+                  + il * jnp.fft.rfftn(fy, axes=(-2, -1)))
+
+
+def curl(model: QGModel, fu: jax.Array, fv: jax.Array) -> jax.Array:
+    """d(fv)/dx - d(fu)/dy of a vector field, spectrally: what a momentum forcing
+    (fu, fv) does to the relative vorticity."""
+    ik, il = _ik_il(model)
+    return _irfft(model, ik * jnp.fft.rfftn(fv, axes=(-2, -1))
+                  - il * jnp.fft.rfftn(fu, axes=(-2, -1)))
+
+
+def q_forcing_of(model: QGModel, target: str, prediction: jax.Array) -> jax.Array:
+    """The q forcing (nz, ny, nx) that a prediction of ``target`` (``TARGETS``; its parts
+    one after the other, (parts * nz, ny, nx)) makes: -div of a flux, curl of a momentum
+    forcing, a q forcing itself."""
+    parts = prediction.reshape(len(TARGETS[target]), -1, *prediction.shape[-2:])
+    if target == "q_subgrid_flux":
+        return -divergence(model, *parts)
+    if target == "momentum_subgrid_forcing":
+        return curl(model, *parts)
+    return parts[0]
+
+
+def advection(model: QGModel, q: jax.Array, field: jax.Array | None = None) -> jax.Array:
+    """The nonlinear advection -div(u f) of ``field`` f (default q) by the eddy velocities
+    of q, in f's units per second."""
     full = model.get_full_state(state_from_q(model, q))
-    uqh = jnp.fft.rfftn(full.u * full.q, axes=(-2, -1))
-    vqh = jnp.fft.rfftn(full.v * full.q, axes=(-2, -1))
-    ik = 1j * model.kk[None, None, :]
-    il = 1j * model.ll[None, :, None]
-    return _irfft(model, -(ik * uqh + il * vqh))
+    f = full.q if field is None else field
+    return -divergence(model, full.u * f, full.v * f)
 
 
 def velocities(model: QGModel, q: jax.Array) -> tuple[jax.Array, jax.Array]:

@@ -9,6 +9,7 @@ from typing import Any, Literal
 from pydantic import Field, ValidationError, model_validator
 
 from qgzoo.core import files
+from qgzoo.core.fields import TARGETS
 from qgzoo.core.schema import Component, invalid_spec, json_schema
 from qgzoo.core.spec import FrozenSpec
 from qgzoo.data.reference import ReferenceSpec
@@ -30,8 +31,11 @@ class TrainingSpec(FrozenSpec):
     eval_every: int = Field(
         0, ge=0, description="updates between validation losses (0: none); needs validation runs")
     eval_windows: int = Field(16, ge=1, description="fixed validation windows scored")
-    forcing_target: Literal["q_forcing_total", "q_subgrid_forcing"] = Field(
-        "q_forcing_total", description="forcing the network learns and is scaled by")
+    forcing_target: Literal[tuple(TARGETS)] = Field(
+        "q_forcing_total", description="what the network predicts and is scaled by "
+                                       "(core.fields.TARGETS): a q forcing, the subgrid flux "
+                                       "of q (q_subgrid_flux) or the momentum forcing; the "
+                                       "last two are trained on q_subgrid_forcing")
     method: Literal["gradient", "least_squares"] = Field(
         "gradient", description="gradient: optimizer updates; least_squares: the weights of "
                                 "a linear closure (kind symbolic) solved in closed form "
@@ -97,6 +101,12 @@ class Experiment(FrozenSpec):
             raise ValueError(f"training.rollout_steps: a window of {window} samples does not "
                              f"fit in runs of reference.n_samples = {self.reference.n_samples}; "
                              f"lower rollout_steps or sample more")
+        missing = [name for name in TARGETS[self.training.forcing_target]
+                   if name not in self.reference.fields]
+        if missing:
+            raise ValueError(f"training.forcing_target {self.training.forcing_target!r} is "
+                             f"made of fields the reference does not store: add {missing} to "
+                             f"reference.extra_fields")
         if self.training.eval_every and not self.reference.n_val_runs:
             raise ValueError("training.eval_every: validation needs reference.n_val_runs >= 1")
         ratio = self.reference.sample_seconds / self.stepper.dt

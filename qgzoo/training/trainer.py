@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 from qgzoo.components.networks import AbstractParameterization, LinearClosure, Scale, trainable
 from qgzoo.core import files
 from qgzoo.core.errors import UserError
-from qgzoo.core.fields import FieldStats
+from qgzoo.core.fields import FieldStats, q_forcing_field
 from qgzoo.data.reference import ReferenceData
 from qgzoo.data.store import load_reference
 from qgzoo.physics import qg
@@ -64,7 +64,7 @@ class Setup:
             lores=lores,
             stepper=experiment.stepper.build(),
             parameterization=parameterization,
-            loss=experiment.loss.build(stats, lores, target),
+            loss=experiment.loss.build(stats, lores, q_forcing_field(target)),
         )
 
     def model(self, parameterization: AbstractParameterization):
@@ -245,7 +245,7 @@ def _train(experiment: Experiment, out: pathlib.Path | None, data: ReferenceData
     if out is not None:
         params, opt_state, step, skipped, history = resume(out, experiment, params, opt_state)
     dtype = setup.lores.filtr.dtype
-    forcing = cfg.forcing_target if experiment.loss.needs_forcing() else None
+    forcing = q_forcing_field(cfg.forcing_target) if experiment.loss.needs_forcing() else None
     validation = None
     if cfg.eval_every:
         validation = validation_batch(data, cfg.eval_windows, cfg.rollout_steps + 1, cfg.seed,
@@ -276,7 +276,7 @@ def fit_least_squares(setup: Setup, data: ReferenceData, *, batch: int = 32,
     if not isinstance(closure, LinearClosure):
         raise UserError(f"training.method least_squares needs a linear closure (network "
                         f"kind symbolic), not {type(closure).__name__}")
-    target = setup.experiment.training.forcing_target
+    target = q_forcing_field(setup.experiment.training.forcing_target)
 
     @jax.jit
     def sums(q, y):

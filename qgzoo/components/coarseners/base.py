@@ -48,6 +48,23 @@ class AbstractCoarsener(eqx.Module):
         qbar = self.coarsen(q_hires)
         return self.coarsen(qg.advection(self.hires, q_hires)) - qg.advection(self.lores, qbar)
 
+    def q_subgrid_flux(self, q_hires: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(coarsen(u q) - ubar qbar, coarsen(v q) - vbar qbar) in m/s^2: the subgrid flux
+        F of q, so that q_subgrid_forcing = -div F (coarsening commutes with derivatives)."""
+        qbar = self.coarsen(q_hires)
+        u, v = qg.velocities(self.hires, q_hires)
+        ubar, vbar = qg.velocities(self.lores, qbar)
+        return self.coarsen(u * q_hires) - ubar * qbar, self.coarsen(v * q_hires) - vbar * qbar
+
+    def momentum_subgrid_forcing(self, q_hires: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The subgrid forcings (Su, Sv) of the eddy velocities in m/s^2, with the sign of
+        q_subgrid_forcing: coarsen(-div(vel u)) - (-div(velbar ubar)), likewise for v."""
+        qbar = self.coarsen(q_hires)
+        hires, lores = qg.velocities(self.hires, q_hires), qg.velocities(self.lores, qbar)
+        return tuple(self.coarsen(qg.advection(self.hires, q_hires, fine))
+                     - qg.advection(self.lores, qbar, coarse)
+                     for fine, coarse in zip(hires, lores))
+
 
 class SpectralCoarsener(AbstractCoarsener):
     """Truncation in Fourier space, times a filter G(k, l) of the low-res grid."""

@@ -16,7 +16,7 @@ import jax
 import jax.numpy as jnp
 from pydantic import Field, model_validator
 
-from qgzoo.core.fields import FieldStats
+from qgzoo.core.fields import TARGETS, FieldStats
 from qgzoo.core.spec import NetworkSpec
 from qgzoo.physics import qg
 
@@ -47,12 +47,14 @@ class Scale(eqx.Module):
 
 
 class NeuralClosure(AbstractParameterization):
-    """A float32 network on scaled inputs, its output rescaled to 1/s^2."""
+    """A float32 network on scaled inputs, its output rescaled to its ``target``'s units
+    (``core.fields.TARGETS``) and made a q forcing in 1/s^2 (``qg.q_forcing_of``)."""
 
     core: eqx.Module
     inputs: tuple[str, ...] = eqx.field(static=True)
     input_scale: Scale
     output_scale: Scale
+    target: str = eqx.field(static=True, default="q_forcing_total")
 
     def q_forcing(self, full_state, model):
         x = jnp.concatenate([getattr(full_state, name) for name in self.inputs])
@@ -61,7 +63,7 @@ class NeuralClosure(AbstractParameterization):
         x = x / jax.lax.stop_gradient(self.input_scale.std)[:, None, None]
         y = self.core(x.astype(jnp.float32))
         std = jax.lax.stop_gradient(self.output_scale.std).astype(full_state.q.dtype)
-        return y.astype(full_state.q.dtype) * std[:, None, None]
+        return qg.q_forcing_of(model, self.target, y.astype(full_state.q.dtype) * std[:, None, None])
 
 
 class LinearClosure(AbstractParameterization):
@@ -110,6 +112,10 @@ class NeuralSpec(NetworkSpec):
             raise ValueError(f"inputs must not repeat: {self.inputs}")
         return self
 
+    def n_outputs(self, target: str) -> int:
+        """Output channels for ``target``: each of its parts per layer."""
+        return len(TARGETS[target]) * self.nz
+
     def closure(self, core, stats: FieldStats, target: str, *,
                 centred: bool = False) -> NeuralClosure:
         """``core`` wrapped in the input and output scales fitted to ``stats``; a
@@ -117,4 +123,4 @@ class NeuralSpec(NetworkSpec):
         input_std = jnp.concatenate([stats.std[name] for name in self.inputs])
         mean = jnp.zeros_like(input_std) if centred else None
         return NeuralClosure(core, tuple(self.inputs), Scale(input_std, mean),
-                             Scale(stats.std[target]))
+                             Scale(stats.of(target)), target)

@@ -39,7 +39,7 @@ class CNN(eqx.Module):
 
 
 class PerLayer(eqx.Module):
-    """One network per output layer, each seeing every input channel."""
+    """One network per output channel (a layer's forcing), each seeing every input channel."""
 
     nets: tuple[eqx.Module, ...]
 
@@ -78,7 +78,8 @@ class CNNSpec(NeuralSpec):
     norm: Literal["none", "affine"] = Field(
         "none", description="per-channel affine layer after each hidden ReLU")
     per_layer: bool = Field(
-        False, description="one network per output layer, each seeing every input")
+        False, description="one network per output channel (per layer, for a q forcing), "
+                           "each seeing every input")
     output_padding: Literal["circular", "zeros"] = Field(
         "circular", description="padding of the output convolution (hidden ones: circular)")
     zero_mean: bool = Field(False, description="remove the spatial mean of the output")
@@ -108,12 +109,12 @@ class CNNSpec(NeuralSpec):
 
     def build(self, stats: FieldStats, *, key, target="q_forcing_total") -> NeuralClosure:
         layout = self.layout()
-        n_in = len(self.inputs) * self.nz
+        n_in, n_out = len(self.inputs) * self.nz, self.n_outputs(target)
         if layout.per_layer:
-            keys = jax.random.split(key, self.nz)
+            keys = jax.random.split(key, n_out)
             core = PerLayer(tuple(_cnn(layout, n_in, 1, k) for k in keys))
         else:
-            core = _cnn(layout, n_in, self.nz, key)
+            core = _cnn(layout, n_in, n_out, key)
         return self.closure(core, stats, target, centred=self.preset == "fullycnn")
 
 

@@ -45,6 +45,6 @@ class MLPSpec(NeuralSpec):
 
     def build(self, stats: FieldStats, *, key, target="q_forcing_total") -> NeuralClosure:
         n_in = len(self.inputs) * self.nz * self.stencil**2
-        mlp = eqx.nn.MLP(n_in, self.nz, self.width, self.depth, activation=jax.nn.relu,
+        mlp = eqx.nn.MLP(n_in, self.n_outputs(target), self.width, self.depth, activation=jax.nn.relu,
                          dtype=jnp.float32, key=key)
         return self.closure(StencilMLP(mlp, self.stencil), stats, target)

@@ -26,7 +26,8 @@ import jax.numpy as jnp
 from pydantic import Field, field_validator
 
 from qgzoo.components.networks.base import LinearClosure, Scale
-from qgzoo.core.fields import FieldStats
+from qgzoo.core.errors import UserError
+from qgzoo.core.fields import TARGETS, FieldStats
 from qgzoo.core.spec import NetworkSpec
 
 OPERATORS = ("ddx", "ddy", "laplacian", "advected")
@@ -114,6 +115,9 @@ class SymbolicSpec(NetworkSpec):
 
     def build(self, stats: FieldStats, *, key, target="q_forcing_total") -> SymbolicClosure:
         del key  # the weights start at zero: no closure until fitted
+        if TARGETS[target] != (target,):
+            raise UserError(f"network kind symbolic predicts a q forcing; forcing_target "
+                            f"{target!r} is not one")
         shape = (self.nz, len(self.terms))
         return SymbolicClosure(
             weights=jnp.zeros(shape, jnp.float64), feature_scale=Scale(jnp.ones(shape)),
