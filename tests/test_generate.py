@@ -125,6 +125,21 @@ def test_killed_build_resumes_to_the_same_store(tiny_store, tmp_path):
     assert not resume.exists()
 
 
+def test_a_store_of_other_coarseners_starts_from_the_kept_spin_up(tiny_store, monkeypatch):
+    spec = qgzoo.ReferenceSpec(**{**TINY, "coarseners": [{"kind": "operator2"}],
+                                  "n_samples": 20, "n_hires_snapshots": 2})
+    assert store.spinup_key(spec) == store.spinup_key(qgzoo.ReferenceSpec(**TINY))
+    advanced = []
+    original = store._Builder._advance
+    monkeypatch.setattr(store._Builder, "_advance",
+                        lambda self, state, n: advanced.append(n) or original(self, state, n))
+    path = tiny_store.with_name("other.zarr")
+    build_store(spec, path, progress=False)
+    assert advanced and max(advanced) == spec.sample_interval  # sampling only, no spin-up
+    first = zarr.open_group(tiny_store, mode="r")["operator2/q"][:, :20]
+    np.testing.assert_array_equal(zarr.open_group(path, mode="r")["operator2/q"][:], first)
+
+
 def test_runs_are_split_into_near_equal_groups():
     assert store.run_groups(3, 2) == [range(0, 2), range(2, 3)]
     assert store.run_groups(8, 3) == [range(0, 3), range(3, 5), range(5, 8)]

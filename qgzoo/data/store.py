@@ -211,10 +211,33 @@ def _create(root: zarr.Group, spec: ReferenceSpec):
                       data_version=DATA_VERSION, complete=False)
 
 
+def _group(runs: range | None) -> str:
+    return "" if runs is None else f".runs-{runs.start}-{runs.stop}"
+
+
 def _resume_path(path: files.Location, runs: range | None = None) -> files.Location:
     """The state of a build (of a group of ``runs``) after its last complete chunk."""
-    group = "" if runs is None else f".runs-{runs.start}-{runs.stop}"
-    return path.with_name(f"{path.name}{group}.resume.eqx")
+    return path.with_name(f"{path.name}{_group(runs)}.resume.eqx")
+
+
+#: The spec fields that determine the spun-up states.
+SPUN_UP_BY = ("config", "physics", "hires_nx", "dt", "precision", "n_runs", "spinup_steps",
+              "seed")
+
+
+def spinup_key(spec: ReferenceSpec) -> str:
+    """Content hash of what determines the high-resolution runs up to the end of spin-up
+    (not the coarseners, the fields or the sampling)."""
+    dump = spec.model_dump(mode="json")
+    return files.content_hash([DATA_VERSION, {name: dump[name] for name in SPUN_UP_BY}])
+
+
+
+def _spinup_path(path: files.Location, spec: ReferenceSpec,
+                 runs: range | None = None) -> files.Location:
+    """The states at the end of spin-up, kept beside the stores: a store of the same runs
+    with other coarseners, fields or sampling starts from them."""
+    return path.with_name(f"spinup-{spinup_key(spec)}{_group(runs)}.eqx")
 
 
 def build_store(spec: ReferenceSpec, path: str | files.Location, *, progress: bool = True,
@@ -293,11 +316,14 @@ def _fill(root: zarr.Group, spec: ReferenceSpec, path: files.Location, progress:
     # The resume file holds the state after the last complete chunk and that
     # chunk's number, replaced atomically: the store's own metadata is written
     # only when it is created and when it is complete.
-    resume = _resume_path(path, runs)
+    resume, spun_up = _resume_path(path, runs), _spinup_path(path, spec, runs)
+    n_spinup = sum(kind == "spinup" for kind, _ in plan)
     state, done = builder.initial_state(runs), 0
     if resume.exists():
         state, done = files.read_tree(resume, (state, jnp.array(0)))
         done = int(done)
+    elif n_spinup and spun_up.exists():
+        state, done = files.read_tree(spun_up, state), n_spinup
     total_steps = spec.spinup_steps + spec.n_samples * spec.sample_interval
     steps_done = sum(_chunk_steps(spec, c) for c in plan[:done])
     bar = tqdm(total=total_steps, initial=steps_done, desc=f"reference {path.name}",
@@ -317,6 +343,8 @@ def _fill(root: zarr.Group, spec: ReferenceSpec, path: files.Location, progress:
                 sample += n
             jax.block_until_ready(state)
             files.write_tree(resume, (state, jnp.array(index + 1)))
+            if index + 1 == n_spinup:
+                files.write_tree(spun_up, state)
             bar.update(_chunk_steps(spec, plan[index]))
     finally:
         bar.close()

@@ -47,8 +47,11 @@ def small_reference_data(coarsener: dict) -> ReferenceData:
 
 @pytest.fixture(scope="session")
 def data_cache(tmp_path_factory) -> str:
-    """The cache folder of this session's reference stores (set as ``QGZOO_CACHE``)."""
-    cache = os.environ.get("QGZOO_TEST_CACHE") or str(tmp_path_factory.mktemp("cache"))
+    """The cache folder of this session's reference stores (set as ``QGZOO_CACHE``): one
+    folder for the whole session, whichever conftest.py imports this fixture, so that
+    the suites of qgzoo and of its plugins build each store once."""
+    cache = os.environ.get("QGZOO_TEST_CACHE") or str(tmp_path_factory.getbasetemp() / "cache")
+    os.makedirs(cache, exist_ok=True)
     os.environ[files.ENV_CACHE] = cache
     return cache
 
