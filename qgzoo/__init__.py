@@ -22,7 +22,7 @@ from qgzoo.components.losses import AbstractLoss  # noqa: E402
 from qgzoo.components.networks import (  # noqa: E402
     AbstractParameterization, NeuralClosure, NoClosure, trainable)
 from qgzoo.core.errors import UserError  # noqa: E402
-from qgzoo.core.fields import FieldStats  # noqa: E402
+from qgzoo.core.fields import TARGETS, FieldStats  # noqa: E402
 from qgzoo.core.hookspecs import hookimpl  # noqa: E402
 from qgzoo.core.plugins import registry  # noqa: E402
 from qgzoo.core.schema import validate_component  # noqa: E402
@@ -45,7 +45,7 @@ __all__ = [
     "CoarsenerSpec", "Comparison", "ComponentSpec", "Entry", "Experiment", "FieldStats",
     "LossSpec", "NetworkSpec", "NeuralClosure", "NoClosure", "Operator1", "Operator2",
     "OptimizerSpec", "ReferenceData", "ReferenceSpec", "SpectralCoarsener", "StepperSpec",
-    "Sweep", "SweepResult", "Trained", "TrainingSpec", "UserError", "compare", "hookimpl", "load",
-    "parameterized_model", "registry", "schema", "sweep", "train", "trainable",
-    "validate_component", "zoo",
+    "Sweep", "SweepResult", "TARGETS", "Trained", "TrainingSpec", "UserError", "compare",
+    "hookimpl", "load", "parameterized_model", "registry", "schema", "sweep", "train",
+    "trainable", "validate_component", "zoo",
 ]

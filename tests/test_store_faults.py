@@ -322,7 +322,9 @@ def test_two_processes_building_one_store_end_with_one_complete_store(tmp_path, 
     errors = [builder.communicate(timeout=600)[1] for builder in builders]
     assert [builder.returncode for builder in builders] == [0, 0], errors
     assert verify_store(path) > 0
-    assert [p.name for p in tmp_path.iterdir()] == ["shared.zarr"]  # no lock, no leftovers
+    # No lock, no leftovers; the spin-up is kept for other stores of the same runs.
+    spinup = f"spinup-{store.spinup_key(qgzoo.ReferenceSpec(**SPEC))}.eqx"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["shared.zarr", spinup, spinup + ".sha256"]
     # The same bytes as the store built alone (the root's metadata aside: timestamps-free,
     # but the version string may differ between a checkout and an install).
     assert json.loads((path / "checksums.json").read_text())["files"] == json.loads(
