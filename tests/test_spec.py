@@ -5,10 +5,13 @@ from __future__ import annotations
 import json
 from typing import Literal
 
+import jax
 import pydantic
 import pytest
 
 import qgzoo
+from qgzoo.components.networks.symbolic import SymbolicSpec
+from qgzoo.core.fields import FieldStats
 from qgzoo.core import plugins
 from qgzoo.training.experiment import TrainingSpec
 
@@ -321,3 +324,13 @@ def test_without_curriculum_the_rollout_length_is_fixed():
     # A start but no growth period: full length at once.
     instant = TrainingSpec(rollout_steps=7, curriculum_start=1, curriculum_steps=0)
     assert instant.rollout_steps_at(0) == 7
+
+
+def test_extra_fields_and_targets_refuse_bad_input():
+    with pytest.raises(ValueError, match="must not repeat"):
+        qgzoo.ReferenceSpec(extra_fields=["uq_subgrid_flux", "uq_subgrid_flux"])
+    with pytest.raises(ValueError, match="uq_subgrid_flux"):
+        qgzoo.ReferenceSpec(extra_fields=["nope"])
+    with pytest.raises(qgzoo.UserError, match="predicts a q forcing"):
+        SymbolicSpec(terms=["laplacian(q)"]).build(FieldStats.placeholder(),
+                                                  key=jax.random.key(0), target="q_subgrid_flux")
