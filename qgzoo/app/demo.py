@@ -19,9 +19,24 @@ def main(out: str | pathlib.Path = "runs/demo", *, figures: bool = True) -> Comp
     leaderboards."""
     start = time.perf_counter()
     comparison = _main_benchmark(out, figures)
-    field(pathlib.Path(out) / "field", figures=figures)
+    print(origins(comparison))
+    field_comparison = field(pathlib.Path(out) / "field", figures=figures)
+    if field_comparison is not None:
+        print(origins(field_comparison))
     print(f"\nReports, figures, CSV and JSON in {out} ({time.perf_counter() - start:.0f} s).")
     return comparison
+
+
+def origins(comparison: Comparison) -> str:
+    """Which runs of ``comparison`` were computed here and which were read (shipped with
+    the zoo, or cached), by entry, e.g. ``computed: backscatter (eddy-128-32, ...)``."""
+    by_origin: dict[str, dict[str, list[str]]] = {}
+    for (entry, bench), result in comparison.results.items():
+        by_origin.setdefault(result.origin, {}).setdefault(entry, []).append(bench)
+    lines = [f"runs {origin}: " + "; ".join(f"{entry} ({', '.join(benches)})"
+                                            for entry, benches in entries.items())
+             for origin, entries in sorted(by_origin.items())]
+    return "\n".join(lines)
 
 
 def _main_benchmark(out, figures: bool) -> Comparison:
