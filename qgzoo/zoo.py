@@ -53,11 +53,13 @@ def grids(name: str) -> tuple[int, int]:
 
 def benchmarks(name: str) -> tuple[str, ...]:
     """The reference presets entry ``name`` is scored on: that of its experiment's
-    resolution (``CONFIG-HIRES-LORES``), then the jet's at that resolution (transfer)."""
+    configuration and resolution (``CONFIG-HIRES-LORES``), then the other
+    configurations' at that resolution (transfer): eddy then jet for an entry made on
+    the eddy, jet then eddy for one made (or fine-tuned) on the jet."""
     reference = experiment(name).reference
     grid = f"{reference.hires_nx}-{reference.lores_nx}"
-    found = tuple(f"{config}-{grid}" for config in dict.fromkeys((reference.config, "jet"))
-                  if f"{config}-{grid}" in REFERENCES)
+    configs = dict.fromkeys((reference.config, "eddy", "jet"))
+    found = tuple(f"{config}-{grid}" for config in configs if f"{config}-{grid}" in REFERENCES)
     if not found:
         raise UserError(f"{name}: no reference preset at {reference.hires_nx} -> "
                         f"{reference.lores_nx}; presets: {', '.join(REFERENCES)}")

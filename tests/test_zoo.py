@@ -45,6 +45,18 @@ def write_entry(root, name, network=None):
 
 # --- a registry folder --------------------------------------------------------------------
 
+def test_an_entry_is_scored_on_its_own_configuration_first_then_on_the_others(registry):
+    for config in ("eddy", "jet"):
+        folder = registry / f"{config}-entry"
+        folder.mkdir()
+        experiment = qgzoo.Experiment(
+            reference={**REFERENCES[f"{config}-256-64"], "config": config},
+            network={"kind": "none"}, training={"steps": 0})
+        (folder / "experiment.json").write_text(experiment.to_json())
+    assert zoo.benchmarks("eddy-entry") == ("eddy-256-64", "jet-256-64")
+    assert zoo.benchmarks("jet-entry") == ("jet-256-64", "eddy-256-64")
+
+
 def test_names_are_the_folders_with_an_experiment(registry):
     assert files.registry_dir() == registry
     write_entry(registry, "b-entry")

@@ -38,7 +38,7 @@ def build_entry(name: str, *, train: bool = True, progress: bool = True) -> path
         trainer.train(spec, path, progress=progress, overwrite=True)
         files.remove(path / trained.CHECKPOINT)
     benchmarks = zoo.benchmarks(name)
-    protocol = FIELD_PROTOCOL if benchmarks == FIELD_BENCHMARKS else DEFAULT_PROTOCOL
+    protocol = FIELD_PROTOCOL if set(benchmarks) == set(FIELD_BENCHMARKS) else DEFAULT_PROTOCOL
     comparison = compare([name], benchmarks, protocol=protocol, out=None, progress=progress)
     files.atomic_write_text(path / zoo.CARD, model_card(name, spec, comparison))
     return path
