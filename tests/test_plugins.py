@@ -37,7 +37,7 @@ PLUGIN_DISTRIBUTION = "qgzoo-testplugin"
 BUILTIN_KINDS = {
     "coarsener": {"operator1", "operator2"},
     "network": {"cnn", "mlp", "none", "symbolic"},
-    "loss": {"state_mse", "forcing_mse", "weighted"},
+    "loss": {"state_mse", "forcing_mse", "wasserstein", "weighted"},
     "stepper": {"ab3", "euler"},
 }
 

@@ -4,7 +4,7 @@ The registry imports this package by its dotted name (``qgzoo.core.plugins.DEFAU
 """
 
 from qgzoo.components.coarseners import Operator1Spec, Operator2Spec
-from qgzoo.components.losses import ForcingMSESpec, StateMSESpec, WeightedSpec
+from qgzoo.components.losses import ForcingMSESpec, StateMSESpec, WassersteinSpec, WeightedSpec
 from qgzoo.components.networks import CNNSpec, MLPSpec, NoneSpec, SymbolicSpec
 from qgzoo.components.steppers import AB3Spec, EulerSpec
 from qgzoo.core.hookspecs import hookimpl
@@ -13,5 +13,6 @@ from qgzoo.core.hookspecs import hookimpl
 @hookimpl
 def register_components(register):
     for spec_class in (Operator1Spec, Operator2Spec, CNNSpec, MLPSpec, NoneSpec, SymbolicSpec,
-                       StateMSESpec, ForcingMSESpec, WeightedSpec, AB3Spec, EulerSpec):
+                       StateMSESpec, ForcingMSESpec, WassersteinSpec, WeightedSpec,
+                       AB3Spec, EulerSpec):
         register(spec_class)

@@ -142,9 +142,7 @@ def flow_fields(model: QGModel, q) -> dict[str, jax.Array]:
 
     def one(q1):
         u, v = qg.velocities(model, q1)
-        ph = model.get_full_state(qg.state_from_q(model, q1)).ph
-        zeta = jnp.fft.irfftn(-model.wv2 * ph, axes=(-2, -1), s=(model.ny, model.nx))
-        return u + model.Ubg[:, None, None], v, zeta
+        return u + model.Ubg[:, None, None], v, qg.relative_vorticity(model, q1)
 
     u, v, zeta = jax.vmap(one)(flat)
     return {"q": q, "u": u.reshape(q.shape), "v": v.reshape(q.shape),

@@ -91,6 +91,13 @@ def velocities(model: QGModel, q: jax.Array) -> tuple[jax.Array, jax.Array]:
     return full.u, full.v
 
 
+def relative_vorticity(model: QGModel, q: jax.Array) -> jax.Array:
+    """Relative vorticity zeta = laplacian(psi) at q (nz, ny, nx), 1/s, computed spectrally
+    (-kappa^2 psi_hat)."""
+    ph = model.get_full_state(state_from_q(model, q)).ph
+    return _irfft(model, -model.wv2 * ph)
+
+
 def kinetic_energy(model: QGModel, q: jax.Array) -> jax.Array:
     """Mean eddy kinetic energy u^2 + v^2 per layer (nz,), m^2/s^2, of q (nz, ny, nx)."""
     u, v = velocities(model, q)

@@ -3,7 +3,8 @@
 from qgzoo.components.losses.base import AbstractLoss
 from qgzoo.components.losses.forcing_mse import ForcingMSE, ForcingMSESpec
 from qgzoo.components.losses.state_mse import StateMSE, StateMSESpec
+from qgzoo.components.losses.wasserstein import Wasserstein, WassersteinSpec
 from qgzoo.components.losses.weighted import Weighted, WeightedSpec, WeightedTerm
 
 __all__ = ["AbstractLoss", "ForcingMSE", "ForcingMSESpec", "StateMSE", "StateMSESpec",
-           "Weighted", "WeightedSpec", "WeightedTerm"]
+           "Wasserstein", "WassersteinSpec", "Weighted", "WeightedSpec", "WeightedTerm"]
