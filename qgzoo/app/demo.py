@@ -29,7 +29,7 @@ def main(out: str | pathlib.Path = "runs/demo", *, figures: bool = True) -> Comp
 
 def origins(comparison: Comparison) -> str:
     """Which runs of ``comparison`` were computed here and which were read (shipped with
-    the zoo, or cached), by entry, e.g. ``computed: backscatter (eddy-128-32, ...)``."""
+    the zoo, or cached), by entry, e.g. ``runs computed: backscatter (eddy-128-32, ...)``."""
     by_origin: dict[str, dict[str, list[str]]] = {}
     for (entry, bench), result in comparison.results.items():
         by_origin.setdefault(result.origin, {}).setdefault(entry, []).append(bench)
