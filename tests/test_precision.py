@@ -1,4 +1,5 @@
-"""Float64: importing qgzoo enables it, and the q -> psi inversion is exact to float64.
+"""Float64: importing qgzoo enables it, and the q -> psi inversion is exact to float64,
+in closed form (no LAPACK call) and equal to pyqg-jax's own solve.
 
 The reference inversion is written here in numpy from pyqg's definitions, not
 from pyqg-jax's code: for each wavenumber (k, l) with kappa^2 = k^2 + l^2,
@@ -16,6 +17,8 @@ import sys
 import jax
 import numpy as np
 import pytest
+import pyqg_jax.qg_model
+from pyqg_jax.steppers import AB3Stepper, SteppedModel
 
 import qgzoo  # noqa: F401  (switches on float64)
 from qgzoo.physics import qg
@@ -96,3 +99,29 @@ def test_inversion_matches_numpy_float64(config):
     np.testing.assert_array_less(np.abs(psi - expected) / scale, 1e-12)
     # The state holds the real q it was given (rfft then irfft).
     np.testing.assert_allclose(np.asarray(full.q), q, rtol=0, atol=1e-13 * np.abs(q).max())
+
+
+def _run(model, q0, steps):
+    stepped = SteppedModel(model, AB3Stepper(dt=3600.0))
+    start = stepped.initialize_stepper_state(qg.state_from_q(model, q0))
+    run = jax.jit(lambda s: jax.lax.fori_loop(0, steps, lambda _, x: stepped.step_model(x), s))
+    return run, start
+
+
+def test_steps_equal_pyqg_jax_without_a_lapack_call():
+    """qgzoo's model steps as pyqg-jax's (which solves with jnp.linalg.solve) to rounding,
+    and its compiled step calls no LAPACK routine: a batched LAPACK solve on XLA's CPU
+    threads can deadlock against another (a vmapped gradient, two devices)."""
+    physics, n = qg.PRESETS["eddy"], 32
+    ours = qg.make_model(physics, n)
+    theirs = pyqg_jax.qg_model.QGModel(nx=n, precision=qg.PRECISIONS["double"], **physics)
+    q0 = ours.create_initial_state(jax.random.key(3)).q
+    run_ours, start = _run(ours, q0, 200)
+    run_theirs, start_theirs = _run(theirs, q0, 200)
+    q_ours = np.asarray(run_ours(start).state.q)
+    q_theirs = np.asarray(run_theirs(start_theirs).state.q)
+    assert np.abs(q_ours - q0).max() > 0.1 * np.abs(q0).max()  # the flow has evolved
+    np.testing.assert_array_less(np.abs(q_ours - q_theirs).max(), 1e-12 * np.abs(q_theirs).max())
+    lapack = 'custom_call_target="lapack_'
+    assert lapack not in run_ours.lower(start).compile().as_text()
+    assert lapack in run_theirs.lower(start_theirs).compile().as_text()  # the control

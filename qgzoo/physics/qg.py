@@ -1,14 +1,18 @@
 """Glue to pyqg-jax's two-layer QG model: presets, states and tendencies.
 
 Every function takes real fields of shape ``(nz, ny, nx)`` (potential
-vorticity q in 1/s) and a ``pyqg_jax.qg_model.QGModel``.
+vorticity q in 1/s) and a ``QGModel`` (pyqg-jax's, or this module's, which
+``make_model`` builds).
 """
 
 from __future__ import annotations
 
+import inspect
+
 import jax
 import jax.numpy as jnp
-from pyqg_jax.qg_model import QGModel
+import pyqg_jax.qg_model
+from pyqg_jax import _utils as pyqg_jax_utils
 from pyqg_jax.state import Precision, PseudoSpectralState
 
 from qgzoo.core.fields import TARGETS
@@ -21,6 +25,32 @@ PRESETS: dict[str, dict[str, float]] = {
                 rek=7.0e-8, L=1e6, filterfac=23.6),
 }
 PRECISIONS = {"single": Precision.SINGLE, "double": Precision.DOUBLE}
+
+
+# Registered as a pytree like its parent (pyqg-jax's helper gathers the parent's fields).
+@pyqg_jax_utils.register_pytree_class_attrs(children=[], static_attrs=[])
+class QGModel(pyqg_jax.qg_model.QGModel):
+    """pyqg-jax's two-layer model, with the streamfunction inverted in closed form.
+
+    pyqg-jax solves the 2 x 2 system q = A psi at every wavenumber with
+    ``jnp.linalg.solve``: a batched LAPACK call that XLA's CPU runtime splits
+    over its intra-op threads and then waits for. Two such calls at once (a
+    vmapped gradient through a rollout, two devices on one host) can take every
+    thread and wait for each other forever. Here A = [[-(K2 + F1), F1], [F2,
+    -(K2 + F2)]] is inverted by its adjugate, det A = K2 (K2 + F1 + F2), in
+    double precision as pyqg-jax does; psi = 0 at K2 = 0.
+    """
+
+    def _apply_a_ph(self, state):
+        arguments = inspect.signature(pyqg_jax.qg_model.QGModel).parameters
+        double = pyqg_jax.qg_model.QGModel(
+            **{name: getattr(self, name) for name in arguments} | {"precision": Precision.DOUBLE})
+        k2, f1, f2 = double.wv2, double.F1, double.F2
+        q1, q2 = state.qh.astype(jnp.complex128)
+        det = k2 * (k2 + f1 + f2)
+        inverse_det = jnp.where(k2 == 0, 0.0, 1.0 / jnp.where(k2 == 0, 1.0, det))
+        ph = jnp.stack([-((k2 + f2) * q1 + f1 * q2), -(f2 * q1 + (k2 + f1) * q2)]) * inverse_det
+        return ph.astype(state.qh.dtype)
 
 
 def make_model(physics: dict[str, float], nx: int, precision: str = "double") -> QGModel:
