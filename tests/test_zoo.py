@@ -206,9 +206,9 @@ def test_the_shipped_registry_is_the_default_and_its_entries_are_specs(monkeypat
 def test_entries_are_chosen_by_resolution_and_scored_on_their_own_benchmarks():
     everything = zoo.names()
     at_32, at_64 = zoo.names(lores_nx=32), zoo.names(lores_nx=64)
-    assert at_64 == ["cnn-flux-offline-256", "cnn-jet-tuned-256", "cnn-offline-256",
-                     "ross2023-backscatter", "ross2023-fcnn", "ross2023-hybrid-symbolic",
-                     "ross2023-smagorinsky", "ross2023-zanna-bolton"]
+    assert at_64 == ["cnn-flux-offline-256", "cnn-flux-online-256", "cnn-jet-tuned-256",
+                     "cnn-offline-256", "ross2023-backscatter", "ross2023-fcnn",
+                     "ross2023-hybrid-symbolic", "ross2023-smagorinsky", "ross2023-zanna-bolton"]
     assert sorted(at_32 + at_64) == everything
     assert zoo.grids("ross2023-fcnn") == (256, 64) and zoo.grids("none") == (128, 32)
     assert zoo.benchmarks("ross2023-fcnn") == ("eddy-256-64", "jet-256-64")
