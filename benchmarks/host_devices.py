@@ -24,13 +24,15 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
+
+import numpy as np
 
 
 def child(nx: int, devices: int, runs: int, steps: int, model_name: str, out: str) -> None:
     """Step the ensemble on ``devices`` devices; write the rate and the final q to ``out``."""
     import jax
-    import numpy as np
     import pyqg_jax.qg_model
     from jax.sharding import Mesh, PartitionSpec
     from pyqg_jax.steppers import AB3Stepper, SteppedModel
@@ -93,9 +95,8 @@ def main() -> None:
         nx, devices, out = args.child
         child(int(nx), int(devices), args.runs, args.steps, args.model, out)
         return
-    import tempfile
-
-    import numpy as np
+    if args.devices < 1 or args.runs % args.devices:
+        parser.error(f"--runs ({args.runs}) must split evenly over --devices ({args.devices})")
     with tempfile.TemporaryDirectory() as folder:
         for nx in args.nx:
             one = measure(args, nx, 1, f"{folder}/one.npy")
