@@ -24,6 +24,7 @@ names the file and says how to rebuild.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import os
 import shutil
@@ -38,7 +39,7 @@ from pydantic import ValidationError
 from pyqg_jax.steppers import AB3Stepper, SteppedModel
 from tqdm.auto import tqdm
 
-from qgzoo.core import files
+from qgzoo.core import devices, files
 from qgzoo.core.errors import UserError
 from qgzoo.core.fields import LONG_NAMES, UNITS
 from qgzoo.core.plugins import distribution_version
@@ -107,10 +108,12 @@ def _plan(spec: ReferenceSpec) -> list[tuple[str, int]]:
 
 
 class _Builder:
-    """The jitted pieces of a build, for one spec."""
+    """The jitted pieces of a build of some runs of a spec, split over this process's
+    devices."""
 
-    def __init__(self, spec: ReferenceSpec):
-        self.spec = spec
+    def __init__(self, spec: ReferenceSpec, runs: range):
+        self.spec, self.runs = spec, runs
+        self.mesh = devices.runs_mesh(len(runs))
         self.hires = spec.hires_model()
         self.model = SteppedModel(self.hires, AB3Stepper(dt=float(spec.dt)))
         lores = spec.lores_model()
@@ -118,15 +121,15 @@ class _Builder:
         self.advance = jax.jit(self._advance, static_argnums=1)
         self.sample_chunk = jax.jit(self._sample_chunk, static_argnums=(1, 2))
 
-    def initial_state(self, runs: range | None = None):
-        """The initial states of ``runs`` (default all), each from its own key of the spec's
-        seed, so that a run starts the same whichever group builds it."""
+    def initial_state(self):
+        """The initial states of the runs, each from its own key of the spec's seed, so
+        that a run starts the same whichever group builds it."""
         keys = jax.random.split(jax.random.key(self.spec.seed), self.spec.n_runs)
-        runs = runs or range(self.spec.n_runs)
-        return jax.vmap(self.model.create_initial_state)(keys[runs.start:runs.stop])
+        states = jax.vmap(self.model.create_initial_state)(keys[self.runs.start:self.runs.stop])
+        return devices.put_runs(states, self.mesh)
 
     def _advance(self, state, n_steps):
-        step = jax.vmap(self.model.step_model)
+        step = devices.over_runs(jax.vmap(self.model.step_model), self.mesh)
         return jax.lax.fori_loop(0, n_steps, lambda _, s: step(s), state)
 
     def _coarse_fields(self, coarsener, q_hires):
@@ -154,7 +157,7 @@ class _Builder:
         def body(state, _):
             state = self._advance(state, self.spec.sample_interval)
             q_hires = state.state.q
-            lores, ke, cfl = jax.vmap(self._sample)(q_hires)
+            lores, ke, cfl = devices.over_runs(jax.vmap(self._sample), self.mesh)(q_hires)
             return state, (lores, ke, cfl, q_hires if keep_hires else None)
         return jax.lax.scan(body, state, length=n_samples)
 
@@ -253,10 +256,16 @@ def build_store(spec: ReferenceSpec, path: str | files.Location, *, progress: bo
     process. With ``workers`` (a ``LocalCluster`` of that many worker
     processes) or ``scheduler`` (a Dask scheduler's address), the runs are
     split into one group per worker, each built by ``build_runs`` on its worker.
+    In a job of several processes (``qgzoo.core.devices``), every process calls
+    it and builds its own group of runs; the main process creates, locks and
+    finishes the store.
     """
     if not spec.coarseners:
         raise ValueError("a reference store needs at least one coarsener in spec.coarseners")
     path = files.location(path)
+    if devices.process_count() > 1:
+        _build_together(spec, path, progress)
+        return path
     with files.locked(path, wait=True):
         root = _open_for_writing(spec, path)
         if not root.attrs.get("complete"):
@@ -267,6 +276,26 @@ def build_store(spec: ReferenceSpec, path: str | files.Location, *, progress: bo
             if built:
                 _finish(root, path)
     return path
+
+
+def _build_together(spec: ReferenceSpec, path: files.Location, progress: bool) -> None:
+    """``build_store`` in every process of a job: each fills its ``devices.process_runs``."""
+    main = devices.is_main()
+    with contextlib.ExitStack() as stack:
+        if main:
+            stack.enter_context(files.locked(path, wait=True))
+            _open_for_writing(spec, path)
+        devices.barrier(f"store {path.name} created")
+        root = open_group(path, "r+")
+        if root.attrs.get("complete"):
+            return
+        runs = devices.process_runs(spec.n_runs)
+        if main or len(runs) < spec.n_runs:
+            _fill(root, spec, path, progress and main, None, runs)
+        devices.barrier(f"runs of {path.name} built")
+        if main:
+            _finish(root, path)
+        devices.barrier(f"store {path.name} complete")
 
 
 def run_groups(n_runs: int, n_groups: int) -> list[range]:
@@ -312,18 +341,18 @@ def _fill(root: zarr.Group, spec: ReferenceSpec, path: files.Location, progress:
     """Run the chunks of the plan not done yet, for ``runs`` (default all); whether they
     are all done (not stopped by ``stop_after_chunks``)."""
     plan = _plan(spec)
-    builder = _Builder(spec)
+    builder = _Builder(spec, runs or range(spec.n_runs))
     # The resume file holds the state after the last complete chunk and that
     # chunk's number, replaced atomically: the store's own metadata is written
     # only when it is created and when it is complete.
     resume, spun_up = _resume_path(path, runs), _spinup_path(path, spec, runs)
     n_spinup = sum(kind == "spinup" for kind, _ in plan)
-    state, done = builder.initial_state(runs), 0
+    state, done = builder.initial_state(), 0
     if resume.exists():
         state, done = files.read_tree(resume, (state, jnp.array(0)))
-        done = int(done)
+        state, done = devices.put_runs(state, builder.mesh), int(done)
     elif n_spinup and spun_up.exists():
-        state, done = files.read_tree(spun_up, state), n_spinup
+        state, done = devices.put_runs(files.read_tree(spun_up, state), builder.mesh), n_spinup
     total_steps = spec.spinup_steps + spec.n_samples * spec.sample_interval
     steps_done = sum(_chunk_steps(spec, c) for c in plan[:done])
     bar = tqdm(total=total_steps, initial=steps_done, desc=f"reference {path.name}",

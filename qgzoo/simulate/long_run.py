@@ -25,7 +25,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from qgzoo.components.networks import NoClosure
-from qgzoo.core import files
+from qgzoo.core import devices, files
 from qgzoo.physics import budget
 from qgzoo.physics.qg import kinetic_energy
 from qgzoo.simulate.loop import StepLoop
@@ -86,7 +86,9 @@ def run_long(lores_model, parameterization, stepper, q0, *, n_steps: int, averag
     started again with the same arguments, goes on from the last block kept; the
     file is removed when the run is done. The path must belong to this model and
     parameterization alone (callers name it by their content); a file from other
-    arguments is replaced.
+    arguments is replaced. Each process steps its own runs (``devices.process_runs``),
+    split over its devices, with a checkpoint of its own, and every process returns them
+    all.
     """
     if not 0 <= average_from < n_steps:
         raise ValueError(f"average_from ({average_from}) must be in [0, n_steps = {n_steps})")
@@ -96,6 +98,12 @@ def run_long(lores_model, parameterization, stepper, q0, *, n_steps: int, averag
     q0 = jnp.asarray(q0, lores_model.filtr.dtype)
     if q0.ndim != 4:
         raise ValueError(f"q0 must be (runs, nz, ny, nx), got shape {q0.shape}")
+    n_runs = q0.shape[0]
+    runs = devices.process_runs(n_runs)
+    q0 = q0[runs.start:runs.stop]
+    mesh = devices.runs_mesh(len(runs))
+    if checkpoint is not None and devices.process_count() > 1:
+        checkpoint = checkpoint.with_name(f"{checkpoint.name}.runs-{runs.start}-{runs.stop}")
     arrays, static = eqx.partition((lores_model, parameterization, stepper), eqx.is_array)
     with_forcing = not isinstance(parameterization, NoClosure)
 
@@ -128,7 +136,8 @@ def run_long(lores_model, parameterization, stepper, q0, *, n_steps: int, averag
     carry = jax.jit(lambda arrays, q0: initial_carry(build(arrays)[2], q0))(arrays, q0)
     sums = jax.tree.map(lambda x: jnp.zeros((q0.shape[0], *x.shape), x.dtype),
                         jax.eval_shape(lambda q: spectra(build(arrays)[0], None, q), q0[0]))
-    loop = StepLoop(step, arrays, carry)
+    carry, sums = devices.put_runs((carry, sums), mesh)
+    loop = StepLoop(step, arrays, carry, mesh=mesh)
     ends = list(range(snapshot_every, n_steps, snapshot_every)) + [n_steps]
     ke, snapshots, snapshot_steps = [], [], []
     now, earlier_seconds = 0, 0.0
@@ -139,9 +148,11 @@ def run_long(lores_model, parameterization, stepper, q0, *, n_steps: int, averag
             path, fingerprint, carry, sums))
         if kept is not None:
             carry, sums, ke, snapshots, snapshot_steps, now, earlier_seconds = kept
+            carry, sums = devices.put_runs((carry, sums), mesh)
     start_time = time.perf_counter()
     remaining = [end for end in ends if end > now]
-    for end in tqdm(remaining, desc=progress, disable=progress is None, unit="block",
+    for end in tqdm(remaining, desc=progress, unit="block",
+                    disable=progress is None or not devices.is_main(),
                     initial=len(ends) - len(remaining), total=len(ends)):
         # the states averaged: every multiple of average_every after average_from
         first_averaged = average_every * (max(now, average_from) // average_every + 1)
@@ -159,7 +170,8 @@ def run_long(lores_model, parameterization, stepper, q0, *, n_steps: int, averag
         if checkpoint is not None and end < n_steps:
             _save_progress(checkpoint, fingerprint, carry, sums, ke, snapshots, snapshot_steps,
                            now, earlier_seconds + time.perf_counter() - start_time)
-    blowup = np.asarray(carry[1], np.int64)
+    blowup = devices.gather_runs(np.asarray(carry[1], np.int64), n_runs)
+    sums = {k: devices.gather_runs(np.asarray(v), n_runs) for k, v in sums.items()}
     n_averaged = n_steps // average_every - average_from // average_every
     alive = (blowup < 0).astype(float)
     alive[alive == 0] = np.nan
@@ -169,11 +181,13 @@ def run_long(lores_model, parameterization, stepper, q0, *, n_steps: int, averag
         checkpoint.unlink(missing_ok=True)
     return LongRun(
         budget=means, n_averaged=n_averaged,
-        snapshots=_after_blowup(np.stack(snapshots, axis=1) if snapshots else
-                                np.zeros((q0.shape[0], 0, *q0.shape[1:])),
-                                np.array(snapshot_steps), blowup),
+        snapshots=_after_blowup(devices.gather_runs(
+            np.stack(snapshots, axis=1) if snapshots else
+            np.zeros((q0.shape[0], 0, *q0.shape[1:])), n_runs),
+            np.array(snapshot_steps), blowup),
         snapshot_steps=np.array(snapshot_steps, np.int64),
-        ke=_after_blowup(np.stack(ke, axis=1), np.array(ends), blowup),
+        ke=_after_blowup(devices.gather_runs(np.stack(ke, axis=1), n_runs), np.array(ends),
+                         blowup),
         ke_steps=np.array(ends, np.int64), blowup_step=blowup,
         wall_seconds=earlier_seconds + time.perf_counter() - start_time)
 

@@ -19,6 +19,9 @@ from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
+from jax.sharding import Mesh
+
+from qgzoo.core import devices
 
 #: Steps unrolled into one compiled chunk.
 CHUNK = 8
@@ -32,12 +35,15 @@ class StepLoop:
     loop is made, for a carry shaped like ``carry``; ``compile_seconds`` is how
     long that took. ``unrolled`` says whether steps run in chunks of ``chunk``
     unrolled steps (when a step has a convolution) or in one compiled loop.
+    With a ``mesh``, the carry's leaves lead with the runs axis and each device
+    steps its own runs (``devices.over_runs``).
     """
 
     def __init__(self, step: Callable[[Any, Any, jax.Array], Any], arrays, carry, *,
-                 chunk: int = CHUNK):
+                 chunk: int = CHUNK, mesh: Mesh | None = None):
         if chunk < 1:
             raise ValueError(f"chunk must be positive, got {chunk}")
+        step = devices.over_runs(step, mesh, split=(1,))
 
         def steps(n, unroll):
             def run(arrays, carry, first, n):

@@ -25,6 +25,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from qgzoo.core import devices
 from qgzoo.physics.qg import kinetic_energy
 from qgzoo.simulate.loop import StepLoop
 from qgzoo.simulate.rollout import initial_state, parameterized_model
@@ -93,7 +94,8 @@ def run_online(lores_model, parameterization, stepper, q0, *, n_steps: int,
     ``n_steps`` steps of ``stepper`` (a pyqg-jax stepper, dt in seconds), in
     intervals of ``snapshot_every`` steps (``StepLoop``). The q at the ends of the
     last ``n_snapshots`` intervals and the kinetic energy at the end of every
-    interval are kept. ``max_ke_ratio`` (dimensionless, None to switch it off) is
+    interval are kept. Each process steps its own runs (``devices.process_runs``),
+    split over its devices, and every process returns them all. ``max_ke_ratio`` (dimensionless, None to switch it off) is
     the blow-up threshold on the total kinetic energy relative to that of q0; see
     the module's docstring for what happens to a run that blows up.
     """
@@ -109,6 +111,10 @@ def run_online(lores_model, parameterization, stepper, q0, *, n_steps: int,
     q0 = jnp.asarray(q0, lores_model.filtr.dtype)
     if q0.ndim != 4:
         raise ValueError(f"q0 must be (runs, nz, ny, nx), got shape {q0.shape}")
+    n_runs = q0.shape[0]
+    runs = devices.process_runs(n_runs)
+    q0 = q0[runs.start:runs.stop]
+    mesh = devices.runs_mesh(len(runs))
     arrays, static = eqx.partition((lores_model, parameterization, stepper), eqx.is_array)
 
     def build(arrays):
@@ -136,8 +142,8 @@ def run_online(lores_model, parameterization, stepper, q0, *, n_steps: int,
             jnp.where(alive[..., None, None], q, jnp.nan)
 
     begin = time.perf_counter()
-    carry, limit = start(arrays, q0)
-    loop = StepLoop(step, arrays, carry)
+    carry, limit = devices.put_runs(start(arrays, q0), mesh)
+    loop = StepLoop(step, arrays, carry, mesh=mesh)
     end_of_interval = jax.jit(end_of_interval).lower(arrays, carry, jnp.int32(0), limit).compile()
     compile_seconds = time.perf_counter() - begin
     ke, snapshots = [], []
@@ -155,8 +161,10 @@ def run_online(lores_model, parameterization, stepper, q0, *, n_steps: int,
                  np.zeros((q0.shape[0], 0, *q0.shape[1:]), q0.dtype))
     wall_seconds = time.perf_counter() - begin
     ends = snapshot_every * np.arange(1, n_intervals + 1)
+    ke, snapshots, blowup = (devices.gather_runs(np.asarray(x), n_runs)
+                             for x in (ke, snapshots, np.asarray(carry[1], np.int64)))
     return OnlineRun(snapshots=snapshots, snapshot_steps=ends[n_intervals - n_snapshots:],
-                     ke=ke, ke_steps=ends, blowup_step=np.asarray(carry[1], np.int64),
+                     ke=ke, ke_steps=ends, blowup_step=blowup,
                      wall_seconds=wall_seconds, compile_seconds=compile_seconds)
 
 
