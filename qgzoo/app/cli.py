@@ -12,7 +12,7 @@ from pydantic import ValidationError
 
 from qgzoo import zoo
 from qgzoo.app import demo, zoo_build
-from qgzoo.core import files, plugins
+from qgzoo.core import devices, files, plugins
 from qgzoo.core.errors import UserError
 from qgzoo.core.schema import invalid_spec, validate_component
 from qgzoo.data import store
@@ -38,6 +38,15 @@ def main(argv: list[str] | None = None) -> int:
     ``--debug``; an interrupt returns 130.
     """
     args = _parser().parse_args(argv)
+    try:
+        devices.configure(args.devices, args.processes, args.process_id, args.coordinator,
+                          heartbeat_seconds=args.heartbeat)
+    except UserError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    if not devices.is_main():
+        # The main process reports; the others only compute their share.
+        sys.stdout = open(os.devnull, "w")
     if args.command is not plugins_command:
         for problem in plugins.registry().problems:
             print(f"qgzoo: warning: plugin {problem.plugin}: {problem.message}", file=sys.stderr)
@@ -55,8 +64,13 @@ def main(argv: list[str] | None = None) -> int:
     except Exception as error:
         if args.debug:
             raise
+        error = devices.lost(error) or error
         message, status = _describe(error)
         print(f"error: {message}", file=sys.stderr)
+        if isinstance(error, devices.ProcessLost):
+            # JAX's shutdown would wait for the lost process, then abort.
+            sys.stderr.flush()
+            os._exit(status)
         return status
 
 
@@ -77,6 +91,26 @@ def _parser() -> argparse.ArgumentParser:
         prog="qgzoo", description="Subgrid parameterizations for two-layer QG turbulence.")
     parser.add_argument("--debug", action="store_true",
                         help="show the traceback of an error instead of its one-line message")
+    environment = {name: os.environ.get(variable) or None
+                   for name, variable in devices.ENVIRONMENT.items()}
+    jobs = parser.add_argument_group(
+        "devices and processes", "how runs and training batches are split (default: one "
+        "device, one process; each option's default is read from the variable named)")
+    jobs.add_argument("--devices", type=_count, default=environment["devices"], metavar="N",
+                      help="devices this process uses; on a CPU, XLA makes N (one per core is "
+                           "fastest here) [QGZOO_DEVICES]")
+    jobs.add_argument("--processes", type=_processes, default=environment["processes"],
+                      metavar="N", help="processes of the job, started one per host or core, "
+                      "each with the same command; 'auto' reads them from Slurm, Open MPI or "
+                      "Kubernetes [QGZOO_PROCESSES]")
+    jobs.add_argument("--process-id", type=int, default=environment["process_id"], metavar="I",
+                      help="this process's number, 0 to N - 1 [QGZOO_PROCESS_ID]")
+    jobs.add_argument("--coordinator", default=environment["coordinator"], metavar="HOST:PORT",
+                      help="address of process 0, which every process connects to "
+                           "[QGZOO_COORDINATOR]")
+    jobs.add_argument("--heartbeat", type=_count, default=100, metavar="SECONDS",
+                      help="how long the others wait for word from a silent process before "
+                           "the job stops (default: 100)")
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
     listing = commands.add_parser("plugins", help="list installed component kinds and problems")
@@ -113,6 +147,11 @@ def _add_training_commands(commands) -> None:
                           help="replace the results of a different experiment in --out")
     training.add_argument("--no-progress", action="store_true", help="hide progress bars")
     training.set_defaults(command=train_command)
+
+
+def _processes(text: str) -> int | str:
+    """A number of processes, or "auto", as an argument."""
+    return text if text == "auto" else _count(text)
 
 
 def _location(text: str):

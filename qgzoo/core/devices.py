@@ -200,14 +200,20 @@ def global_batch(mesh: Mesh | None, local, n: int):
 
 
 def replicated(tree, mesh: Mesh | None):
-    """``tree`` with each array whole on every device of ``mesh``."""
+    """``tree`` with each of its arrays whole on every device of ``mesh`` (other leaves
+    as they are)."""
     if mesh is None:
         return tree
     sharding = NamedSharding(mesh, PartitionSpec())
-    if process_count() == 1:
-        return jax.device_put(tree, sharding)
-    return jax.tree.map(lambda x: jax.make_array_from_process_local_data(
-        sharding, np.asarray(x), np.shape(x)), tree)
+
+    def place(leaf):
+        if not isinstance(leaf, (jax.Array, np.ndarray)):
+            return leaf
+        if process_count() == 1:
+            return jax.device_put(leaf, sharding)
+        return jax.make_array_from_process_local_data(sharding, np.asarray(leaf),
+                                                      np.shape(leaf))
+    return jax.tree.map(place, tree)
 
 
 def barrier(name: str) -> None:
@@ -216,10 +222,22 @@ def barrier(name: str) -> None:
         return
     try:
         multihost_utils.sync_global_devices(name)
-    except Exception as error:  # the runtime says only that a connection broke
-        raise ProcessLost(f"process {process_index()} of {process_count()}: another process "
-                          f"stopped before {name!r} ({error}); what was saved is kept, run the "
-                          f"same command again on every process") from error
+    except Exception as error:
+        raise lost(error, f"before {name!r}") or error
+
+
+def lost(error: Exception, where: str = "") -> ProcessLost | None:
+    """The ``ProcessLost`` that ``error`` means (a connection to another process of the job
+    broke), or None."""
+    if process_count() == 1 or isinstance(error, ProcessLost):
+        return None
+    text = str(error)
+    if not any(sign in text for sign in ("Gloo", "Connection closed", "heartbeat",
+                                         "Connection reset", "UNAVAILABLE")):
+        return None
+    return ProcessLost(f"process {process_index()} of {process_count()}: another process "
+                       f"stopped{' ' + where if where else ''} ({text.splitlines()[0]}); what "
+                       f"was saved is kept: run the same command again on every process")
 
 
 def gather_runs(values: np.ndarray, n_runs: int) -> np.ndarray:
@@ -234,8 +252,7 @@ def gather_runs(values: np.ndarray, n_runs: int) -> np.ndarray:
     try:
         every = np.asarray(multihost_utils.process_allgather(padded))
     except Exception as error:
-        raise ProcessLost(f"process {process_index()} of {process_count()}: another process "
-                          f"stopped while runs were gathered ({error})") from error
+        raise lost(error, "while runs were gathered") or error
     return np.concatenate([every[p, :size] for p, size in enumerate(groups)])
 
 

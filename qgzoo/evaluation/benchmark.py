@@ -17,7 +17,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from qgzoo.core import files
+from qgzoo.core import devices, files
 from qgzoo.core.errors import UserError
 from qgzoo.core.schema import validate_component
 from qgzoo.data import store
@@ -298,5 +298,6 @@ def load_benchmark(name: str, protocol: str = protocols.DEFAULT_PROTOCOL, *,
     else:
         run = protocols.hires_long_run(full, settings, progress=progress)
         bench = Benchmark.from_long_runs(name, full, coarsener, settings, run)
-    bench.save(cached)
+    if devices.is_main():
+        bench.save(cached)
     return bench

@@ -21,7 +21,7 @@ import numpy as np
 
 from qgzoo import zoo
 from qgzoo.components.networks import NoClosure
-from qgzoo.core import files, plugins
+from qgzoo.core import devices, files, plugins
 from qgzoo.core.errors import UserError
 from qgzoo.core.schema import validate_component
 from qgzoo.data.reference import REFERENCES, ReferenceSpec
@@ -284,7 +284,12 @@ def compare(entries=None, benchmarks=(MAIN_BENCHMARK, TRANSFER_BENCHMARK), *,
                         f"the sweep's folder (its name starts its rows' names)")
     if out is not None and pathlib.Path(out).exists() and not pathlib.Path(out).is_dir():
         raise UserError(f"{out} is a file, not a folder; choose another output folder")
-    with files.locked(out) if out is not None else contextlib.nullcontext():
+    # In a job of several processes, each steps its share of every entry's runs, and the
+    # main one alone locks the folder and writes (``qgzoo.core.devices``).
+    main = devices.is_main()
+    progress = progress and main
+    with files.locked(out) if out is not None and main else contextlib.nullcontext():
+        devices.barrier(f"comparison {out} started")
         benches = [b if isinstance(b, Benchmark) else load_benchmark(b, protocol, progress=progress)
                    for b in benchmarks]
         cache_dir = pathlib.Path(out) / "cache" if out is not None else files.cache_dir() / "runs"
@@ -300,7 +305,7 @@ def compare(entries=None, benchmarks=(MAIN_BENCHMARK, TRANSFER_BENCHMARK), *,
                     print(f"{label} ...", end=" ", flush=True)
                 result = cached_run(entry, bench, cache_dir, refresh=not cache, progress=progress)
                 results[entry.name, bench.name] = result
-                if ship:
+                if ship and main:
                     ship_run(entry, bench, result)
                 if progress:
                     print(f"{label + ': ' if bench.protocol is not None else ''}{result.stable}/"
@@ -308,7 +313,7 @@ def compare(entries=None, benchmarks=(MAIN_BENCHMARK, TRANSFER_BENCHMARK), *,
             baseline[bench.name] = results[BASELINE, bench.name]
         ms_per_step = measure_costs([none, *resolved], benches[0])
         comparison = Comparison(resolved, benches, results, baseline, ms_per_step)
-        if out is not None:
+        if out is not None and main:
             written = comparison.write(out, figures=figures)
             if progress:
                 print(f"report: {written}")

@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from qgzoo.components.networks import NoClosure
-from qgzoo.core import files
+from qgzoo.core import devices, files
 from qgzoo.core.errors import UserError
 from qgzoo.core.schema import validate_component
 from qgzoo.core.spec import FrozenSpec
@@ -152,8 +152,9 @@ def hires_long_run(reference: ReferenceSpec, settings: LongRunProtocol, *,
     label = f"{reference.config} {reference.hires_nx} high resolution" if progress else None
     run = long_run(reference.hires_model(), NoClosure(), stepper, settings, "hires",
                    settings.hires_runs, name=digest, progress=label)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    save_long_run(run, path)
+    if devices.is_main():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_long_run(run, path)
     return run
 
 

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from qgzoo.components.networks import AbstractParameterization, NoClosure
-from qgzoo.core import files
+from qgzoo.core import devices, files
 from qgzoo.core.schema import validate_component
 from qgzoo.evaluation import metrics, protocols
 from qgzoo.evaluation.benchmark import Benchmark
@@ -189,6 +189,7 @@ def cached_run(entry: Entry, bench: Benchmark, cache: pathlib.Path | None, *,
     if result is not None:
         return dataclasses.replace(result, origin="cached")
     result = run_entry(entry, bench, progress=progress)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    result.save(path)
+    if devices.is_main():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        result.save(path)
     return result

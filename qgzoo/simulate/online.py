@@ -94,10 +94,11 @@ def run_online(lores_model, parameterization, stepper, q0, *, n_steps: int,
     ``n_steps`` steps of ``stepper`` (a pyqg-jax stepper, dt in seconds), in
     intervals of ``snapshot_every`` steps (``StepLoop``). The q at the ends of the
     last ``n_snapshots`` intervals and the kinetic energy at the end of every
-    interval are kept. Each process steps its own runs (``devices.process_runs``),
-    split over its devices, and every process returns them all. ``max_ke_ratio`` (dimensionless, None to switch it off) is
+    interval are kept. ``max_ke_ratio`` (dimensionless, None to switch it off) is
     the blow-up threshold on the total kinetic energy relative to that of q0; see
-    the module's docstring for what happens to a run that blows up.
+    the module's docstring for what happens to a run that blows up. Each process
+    steps its own runs (``devices.process_runs``), split over its devices, and
+    every process returns them all.
     """
     if snapshot_every < 1 or n_steps < snapshot_every or n_steps % snapshot_every:
         raise ValueError(f"n_steps ({n_steps}) must be a positive multiple of "

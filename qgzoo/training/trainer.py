@@ -10,6 +10,7 @@ checkpoints are written atomically and ``train`` resumes from the last one.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import fnmatch
 import json
@@ -24,7 +25,7 @@ import optax
 from tqdm.auto import tqdm
 
 from qgzoo.components.networks import AbstractParameterization, LinearClosure, Scale, trainable
-from qgzoo.core import files
+from qgzoo.core import devices, files
 from qgzoo.core.errors import UserError
 from qgzoo.core.fields import FieldStats, q_forcing_field
 from qgzoo.data.reference import ReferenceData
@@ -155,13 +156,37 @@ def read_batch(data: ReferenceData, runs, starts, length: int, dtype,
     return q, jnp.asarray(data.windows(forcing, runs, starts, length), dtype)
 
 
-def make_update(setup: Setup, optimizer: optax.GradientTransformation):
+def batch_value_and_grad(setup: Setup, mesh):
+    """``(params, static, q, forcing) -> (loss, grads)`` of the batch loss; with a ``mesh``,
+    each device takes its share of the windows and the losses and gradients are averaged
+    across the devices (of every process)."""
+    value_and_grad = jax.value_and_grad(setup.batch_loss)
+    if mesh is None:
+        return value_and_grad
+    split, whole = jax.sharding.PartitionSpec(devices.AXIS), jax.sharding.PartitionSpec()
+
+    def on_device(arrays, q_batch, forcing_batch, rest):
+        loss, grads = value_and_grad(*eqx.combine(arrays, rest), q_batch, forcing_batch)
+        return jax.lax.pmean((loss, grads), devices.AXIS)
+
+    def shared(params, static, q_batch, forcing_batch):
+        arrays, rest = eqx.partition((params, static), eqx.is_array)
+        return jax.shard_map(lambda a, q, f: on_device(a, q, f, rest), mesh=mesh,
+                             in_specs=(whole, split, split), out_specs=whole,
+                             check_vma=False)(arrays, q_batch, forcing_batch)
+    return shared
+
+
+def make_update(setup: Setup, optimizer: optax.GradientTransformation, mesh=None):
     """One jitted optimizer update: ``(params, static, opt_state, q, forcing)`` ->
     ``(params, opt_state, loss, finite)``; an update with a non-finite loss, gradient or
-    result (an overflow of the weights) changes nothing."""
+    result (an overflow of the weights) changes nothing. With a ``mesh`` (``devices.
+    batch_mesh``), the batch is split over its devices (``batch_value_and_grad``)."""
+    value_and_grad = batch_value_and_grad(setup, mesh)
+
     @eqx.filter_jit
     def update(params, static, opt_state, q_batch, forcing_batch):
-        loss, grads = jax.value_and_grad(setup.batch_loss)(params, static, q_batch, forcing_batch)
+        loss, grads = value_and_grad(params, static, q_batch, forcing_batch)
         updates, new_opt_state = optimizer.update(grads, opt_state, params)
         new_params = optax.apply_updates(params, updates)
         finite = jnp.isfinite(loss) & jnp.all(jnp.stack(
@@ -172,20 +197,25 @@ def make_update(setup: Setup, optimizer: optax.GradientTransformation):
     return update
 
 
-def resume(out: pathlib.Path, experiment: Experiment, params, opt_state):
+def resume(out: pathlib.Path, experiment: Experiment, params, opt_state, *,
+           write: bool = True):
     """Prepare ``out`` (claimed by ``experiment``): restore its checkpoint and log, if any.
 
     Returns ``(params, opt_state, step, skipped, history)``: as saved after the
     last checkpointed update, or as given (step 0) without a checkpoint. Log
-    records after the checkpoint are dropped; experiment.json is (re)written.
+    records after the checkpoint are dropped; experiment.json is (re)written
+    (unless not ``write``: only read).
     """
-    out.mkdir(parents=True, exist_ok=True)
+    if write:
+        out.mkdir(parents=True, exist_ok=True)
     step, skipped = 0, 0
     if (out / CHECKPOINT).exists():
         template = (params, opt_state, jnp.array(0), jnp.array(0))
         params, opt_state, step, skipped = files.read_tree(out / CHECKPOINT, template)
         step, skipped = int(step), int(skipped)
     history = [h for h in read_log(out) if h["step"] < step]
+    if not write:
+        return params, opt_state, step, skipped, history
     if (out / LOG).exists():
         files.atomic_write_text(out / LOG, "".join(json.dumps(h) + "\n" for h in history))
     files.atomic_write_text(out / EXPERIMENT, experiment.to_json())
@@ -216,16 +246,22 @@ def train(experiment: Experiment | dict, out: str | pathlib.Path | None = None, 
     if out is None:
         return _train(experiment, None, data, progress, stop_after)
     out = pathlib.Path(out)
-    with files.locked(out):
-        claim(out, experiment, overwrite=overwrite)
-        if overwrite and out.is_dir():
-            clear(out)
+    with contextlib.ExitStack() as stack:
+        # In a job of several processes, the main one holds the folder and writes in it.
+        if devices.is_main():
+            stack.enter_context(files.locked(out))
+            claim(out, experiment, overwrite=overwrite)
+            if overwrite and out.is_dir():
+                clear(out)
+        devices.barrier(f"training folder {out} claimed")
         return _train(experiment, out, data, progress, stop_after)
 
 
 def _train(experiment: Experiment, out: pathlib.Path | None, data: ReferenceData | None,
            progress: bool, stop_after: int | None) -> Trained:
     cfg = experiment.training
+    progress = progress and devices.is_main()
+    writes = out is not None and devices.is_main()
     if data is None:
         data = load_reference(experiment.reference, experiment.coarsener, progress=progress)
     train_data = data.split("train")
@@ -233,7 +269,7 @@ def _train(experiment: Experiment, out: pathlib.Path | None, data: ReferenceData
     if cfg.method == "least_squares":
         fitted, record = fit_least_squares(setup, train_data, progress=progress)
         trained = Trained(experiment, fitted, [record], 0)
-        if out is not None:
+        if writes:
             files.atomic_write_text(out / LOG, json.dumps(record) + "\n")
             trained.save(out)
         return trained
@@ -243,20 +279,23 @@ def _train(experiment: Experiment, out: pathlib.Path | None, data: ReferenceData
     opt_state = optimizer.init(params)
     step, skipped, history = 0, 0, []
     if out is not None:
-        params, opt_state, step, skipped, history = resume(out, experiment, params, opt_state)
+        params, opt_state, step, skipped, history = resume(out, experiment, params, opt_state,
+                                                           write=writes)
+    mesh = devices.batch_mesh(cfg.batch_size)
+    params, static, opt_state = devices.replicated((params, static, opt_state), mesh)
     dtype = setup.lores.filtr.dtype
     forcing = q_forcing_field(cfg.forcing_target) if experiment.loss.needs_forcing() else None
     validation = None
     if cfg.eval_every:
-        validation = validation_batch(data, cfg.eval_windows, cfg.rollout_steps + 1, cfg.seed,
-                                      dtype, forcing)
-    loop = _Loop(cfg, make_update(setup, optimizer), eqx.filter_jit(setup.batch_loss),
-                 train_data, dtype=dtype, forcing=forcing, validation=validation, out=out,
-                 skipped=skipped)
+        validation = devices.replicated(validation_batch(
+            data, cfg.eval_windows, cfg.rollout_steps + 1, cfg.seed, dtype, forcing), mesh)
+    loop = _Loop(cfg, make_update(setup, optimizer, mesh), eqx.filter_jit(setup.batch_loss),
+                 train_data, dtype=dtype, forcing=forcing, validation=validation,
+                 out=out if writes else None, skipped=skipped, mesh=mesh)
     end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
     params, opt_state = loop.run(params, static, opt_state, step, end, history, progress)
     trained = Trained(experiment, eqx.combine(params, static), history, loop.skipped)
-    if out is not None:
+    if writes:
         trained.save(out)
     return trained
 
@@ -320,11 +359,12 @@ class _Loop:
     """The updates of one training, from a given step: batches, log, progress, checkpoints."""
 
     def __init__(self, training: TrainingSpec, update, validation_loss, data: ReferenceData, *,
-                 dtype, forcing: str | None, validation, out: pathlib.Path | None, skipped: int):
+                 dtype, forcing: str | None, validation, out: pathlib.Path | None, skipped: int,
+                 mesh=None):
         self.cfg, self.update, self.validation_loss = training, update, validation_loss
         self.data = data
         self.dtype, self.forcing, self.validation = dtype, forcing, validation
-        self.out, self.skipped = out, skipped
+        self.out, self.skipped, self.mesh = out, skipped, mesh
 
     def run(self, params, static, opt_state, start: int, end: int, history: list,
             progress: bool):
@@ -352,7 +392,10 @@ class _Loop:
         length = self.cfg.rollout_steps_at(step) + 1
         rng = np.random.default_rng([self.cfg.seed, step])
         runs, starts = draw_windows(self.data, self.cfg.batch_size, length, rng)
-        q, forcing = read_batch(self.data, runs, starts, length, self.dtype, self.forcing)
+        # Every process draws the whole batch and reads its own windows of it.
+        rows = devices.local_rows(self.mesh, self.cfg.batch_size)
+        q, forcing = (devices.global_batch(self.mesh, x, self.cfg.batch_size) for x in read_batch(
+            self.data, runs[rows], starts[rows], length, self.dtype, self.forcing))
         t0 = time.perf_counter()
         params, opt_state, loss, finite = self.update(params, static, opt_state, q, forcing)
         loss, finite = float(loss), bool(finite)
