@@ -40,7 +40,12 @@ AXIS = "data"
 ENVIRONMENT = {"devices": "QGZOO_DEVICES", "processes": "QGZOO_PROCESSES",
                "process_id": "QGZOO_PROCESS_ID", "coordinator": "QGZOO_COORDINATOR"}
 
+#: How long a process waits at a barrier for the others, milliseconds (a process that
+#: dies is noticed after ``heartbeat_seconds``; this bounds only the others' work).
+BARRIER_TIMEOUT_MS = 7 * 24 * 3600 * 1000
+
 _local_limit: int | None = None
+_barriers = 0  # barriers passed: each barrier's name is unique
 
 
 class ProcessLost(UserError):
@@ -218,10 +223,14 @@ def replicated(tree, mesh: Mesh | None):
 
 def barrier(name: str) -> None:
     """Wait until every process reaches the barrier ``name``; ``ProcessLost`` if one is gone."""
+    global _barriers
     if process_count() == 1:
         return
+    from jax._src import distributed  # the runtime's own barrier, which fails in Python
+    _barriers += 1
     try:
-        multihost_utils.sync_global_devices(name)
+        distributed.global_state.client.wait_at_barrier(f"{_barriers}: {name}",
+                                                        BARRIER_TIMEOUT_MS)
     except Exception as error:
         raise lost(error, f"before {name!r}") or error
 
