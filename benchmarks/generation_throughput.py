@@ -135,7 +135,7 @@ class QgzooSide:
                                   n_test_runs=1, spinup_steps=0, n_samples=max(2, args.steps),
                                   sample_interval=1, n_hires_snapshots=0,
                                   coarseners=({"kind": "operator1"},))
-        self.builder = _Builder(self.spec)
+        self.builder = _Builder(self.spec, range(args.runs))
         self.steps = args.steps
         self.state = self.builder.initial_state()
 

@@ -1,20 +1,27 @@
-"""An ensemble of runs split over forced host devices, against the same runs on one device.
+"""Work split over 2 devices or 2 processes of this machine, against the same work on one.
 
-XLA's CPU backend makes one device of the whole machine unless told otherwise
-(``XLA_FLAGS=--xla_force_host_platform_device_count=N``). This script steps
-``--runs`` eddy runs vmapped (AB3, dt = 3600 s, float64, qgzoo's model) for
-``--steps`` steps, in two fresh processes: one device, then the runs split
-over ``--devices`` devices with ``jax.shard_map`` (each device steps its own
-runs, no communication). It prints trajectory-steps/s of both, their ratio,
-and the largest difference of the final q between the two (relative to its
-largest value): 0 to rounding.
+Each measurement runs in fresh processes (the device count and the
+distributed runtime are fixed when JAX starts), through the package's own
+code paths:
 
-``--model pyqg-jax`` steps pyqg-jax's own QGModel instead, whose q -> psi
-inversion is a batched LAPACK solve: split over devices it deadlocks (both
-cores idle, no step ends), which ``--timeout`` turns into a printed line.
+- ``generation``: what ``qgzoo data build`` runs in its spin-up, the builder's
+  ``advance`` (``qgzoo.data.store._Builder``) of ``--runs`` eddy runs at
+  ``--nx`` (AB3, dt = 3600 s, float64) for ``--steps`` steps; each process
+  steps its own runs (``devices.process_runs``), split over its devices.
+  Trajectory-steps/s = runs x steps / the slowest process's seconds.
+- ``training``: one online update of ``qgzoo.training.trainer.make_update``
+  (the zoo's CNN, ``state_mse`` through the solver, Adam) on a batch of
+  ``--batch`` windows of ``--rollout-steps`` steps at 64 x 64, split over
+  ``devices.batch_mesh``; updates/s.
 
-    .venv/bin/python benchmarks/host_devices.py                  # nx = 128 and 256
-    .venv/bin/python benchmarks/host_devices.py --nx 64 --model pyqg-jax --timeout 120
+``--layout devices`` makes N devices in one process (``--devices N``);
+``--layout processes`` starts N processes on localhost with jax.distributed,
+one device each. The ratio N / 1 is printed with the largest difference of
+the results (the final q of the runs, the loss after the updates), relative
+to their size: 0 to rounding.
+
+    .venv/bin/python benchmarks/host_devices.py                    # generation, nx 128 and 256
+    .venv/bin/python benchmarks/host_devices.py --work training --layout processes
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import socket
 import subprocess
 import sys
 import tempfile
@@ -30,88 +38,152 @@ import time
 import numpy as np
 
 
-def child(nx: int, devices: int, runs: int, steps: int, model_name: str, out: str) -> None:
-    """Step the ensemble on ``devices`` devices; write the rate and the final q to ``out``."""
+def generation(args, out: str) -> dict:
     import jax
-    import pyqg_jax.qg_model
-    from jax.sharding import Mesh, PartitionSpec
-    from pyqg_jax.steppers import AB3Stepper, SteppedModel
 
-    from qgzoo.physics import qg
+    from qgzoo.core import devices
+    from qgzoo.data.reference import ReferenceSpec
+    from qgzoo.data.store import _Builder
 
-    physics = qg.PRESETS["eddy"]
-    if model_name == "qgzoo":
-        model = qg.make_model(physics, nx)
-    else:
-        model = pyqg_jax.qg_model.QGModel(nx=nx, precision=qg.PRECISIONS["double"], **physics)
-    stepped = SteppedModel(model, AB3Stepper(dt=3600.0))
-    keys = jax.random.split(jax.random.key(0), runs)
-    # One step first, so that the loop's carry has the types of a stepped state.
-    start = jax.vmap(lambda k: stepped.step_model(
-        stepped.initialize_stepper_state(model.create_initial_state(k))))(keys)
-
-    def advance(states):
-        return jax.vmap(lambda s: jax.lax.fori_loop(
-            0, steps, lambda _, x: stepped.step_model(x), s))(states)
-
-    if devices > 1:
-        mesh = Mesh(np.array(jax.devices()[:devices]), ("runs",))
-        run = jax.jit(jax.shard_map(advance, mesh=mesh, in_specs=PartitionSpec("runs"),
-                                    out_specs=PartitionSpec("runs"), check_vma=False))
-    else:
-        run = jax.jit(advance)
-    jax.block_until_ready(run(start))
+    spec = ReferenceSpec(config="eddy", hires_nx=args.nx, lores_nx=args.nx // 4,
+                         n_runs=args.runs, n_test_runs=1, spinup_steps=args.steps,
+                         coarseners=({"kind": "operator1"},))
+    builder = _Builder(spec, devices.process_runs(args.runs))
+    state = jax.block_until_ready(builder.advance(builder.initial_state(), args.steps))
+    devices.barrier("compiled")
     begin = time.perf_counter()
-    final = jax.block_until_ready(run(start))
+    state = jax.block_until_ready(builder.advance(state, args.steps))
     seconds = time.perf_counter() - begin
-    np.save(out, np.asarray(final.state.q))
-    print(json.dumps({"rate": runs * steps / seconds}))
+    devices.barrier("timed")
+    final = devices.gather_runs(np.asarray(state.state.qh), args.runs)
+    np.save(out, final)
+    return {"rate": args.runs * args.steps / seconds, "seconds": seconds}
 
 
-def measure(args, nx: int, devices: int, out: str) -> dict | None:
-    """Run ``child`` in a fresh process (the device count is fixed at JAX's start)."""
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-    command = [sys.executable, __file__, "--child", str(nx), str(devices), out,
-               "--runs", str(args.runs), "--steps", str(args.steps), "--model", args.model]
+def training(args, out: str) -> dict:
+    import equinox as eqx
+    import jax
+    import jax.numpy as jnp
+
+    import qgzoo
+    from qgzoo.components.networks import trainable
+    from qgzoo.core import devices
+    from qgzoo.core.fields import FIELDS, FieldStats
+    from qgzoo.simulate.long_run import random_initial_q
+    from qgzoo.training.trainer import Setup, make_update
+
+    experiment = qgzoo.Experiment(
+        reference={"config": "eddy", "hires_nx": 256, "lores_nx": 64},
+        coarsener={"kind": "operator1"}, network={"kind": "cnn", "channels": [16, 16]},
+        loss={"kind": "state_mse"}, stepper={"kind": "ab3", "dt": 3600.0},
+        training={"steps": 10, "batch_size": args.batch, "rollout_steps": args.rollout_steps})
+    lores = experiment.reference.lores_model()
+    # Windows of a low-resolution run from its own initial condition: the cost of an
+    # update does not depend on where the states come from.
+    q0 = random_initial_q(lores, jax.random.split(jax.random.key(0), args.batch))
+    windows = jnp.stack([q0 * (1 + 0.01 * t) for t in range(args.rollout_steps + 1)], axis=1)
+    stats = FieldStats({name: jnp.full(2, 1e-5 if name == "q" else 1e-11) for name in FIELDS})
+    setup = Setup.from_experiment(experiment, stats)
+    optimizer = experiment.optimizer.transformation(experiment.training.steps)
+    params, static = eqx.partition(setup.parameterization, trainable(setup.parameterization))
+    opt_state = optimizer.init(params)
+    mesh = devices.batch_mesh(args.batch)
+    update = make_update(setup, optimizer, mesh)
+    rows = devices.local_rows(mesh, args.batch)
+    q = devices.global_batch(mesh, np.asarray(windows)[rows], args.batch)
+    forcing = devices.global_batch(mesh, np.zeros_like(np.asarray(windows))[rows], args.batch)
+    params, static, opt_state = devices.replicated((params, static, opt_state), mesh)
+    params, opt_state, loss, _ = jax.block_until_ready(
+        update(params, static, opt_state, q, forcing))
+    devices.barrier("compiled")
+    begin = time.perf_counter()
+    for _ in range(args.updates):
+        params, opt_state, loss, _ = update(params, static, opt_state, q, forcing)
+    jax.block_until_ready(loss)
+    seconds = time.perf_counter() - begin
+    devices.barrier("timed")
+    np.save(out, np.array([float(loss)]))
+    return {"rate": args.updates / seconds, "seconds": seconds}
+
+
+def child(args) -> None:
+    from qgzoo.core import devices
+
+    layout, count, index, port, out = args.child
+    count, index = int(count), int(index)
+    if layout == "devices":
+        devices.configure(devices=count)
+    elif count > 1:
+        devices.configure(devices=1, processes=count, process_id=index,
+                          coordinator=f"localhost:{port}")
+    result = {"generation": generation, "training": training}[args.work](args, out)
+    if devices.is_main():
+        print(json.dumps(result))
+
+
+def measure(args, count: int, out: str) -> dict | None:
+    """Run ``child`` in fresh processes: ``count`` devices, or ``count`` processes."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    processes = count if args.layout == "processes" else 1
+    options = ["--work", args.work, "--nx", str(args.nx[0]), "--runs", str(args.runs),
+               "--steps", str(args.steps), "--batch", str(args.batch),
+               "--rollout-steps", str(args.rollout_steps), "--updates", str(args.updates)]
+    jobs = [subprocess.Popen([sys.executable, __file__, *options, "--child", args.layout,
+                              str(count), str(index), str(port), out],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for index in range(processes)]
     try:
-        done = subprocess.run(command, env=env, capture_output=True, text=True,
-                              timeout=args.timeout, check=True)
+        outputs = [job.communicate(timeout=args.timeout) for job in jobs]
     except subprocess.TimeoutExpired:
+        for job in jobs:
+            job.kill()
         return None
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    if any(job.returncode for job in jobs):
+        raise SystemExit("a measurement failed:\n" + "\n".join(err[-2000:] for _, err in outputs))
+    return json.loads(outputs[0][0].strip().splitlines()[-1])
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--nx", type=int, nargs="+", default=[128, 256])
-    parser.add_argument("--devices", type=int, default=2)
-    parser.add_argument("--runs", type=int, default=8, help="runs in the ensemble")
-    parser.add_argument("--steps", type=int, default=40, help="steps per timing")
-    parser.add_argument("--model", choices=["qgzoo", "pyqg-jax"], default="qgzoo")
-    parser.add_argument("--timeout", type=float, default=600, help="seconds per process")
-    parser.add_argument("--child", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--work", choices=["generation", "training"], default="generation")
+    parser.add_argument("--layout", choices=["devices", "processes"], default="devices")
+    parser.add_argument("--count", type=int, default=2, help="devices or processes")
+    parser.add_argument("--nx", type=int, nargs="+", default=[128, 256],
+                        help="generation: high-resolution grids")
+    parser.add_argument("--runs", type=int, default=8, help="generation: runs in the ensemble")
+    parser.add_argument("--steps", type=int, default=40, help="generation: steps per timing")
+    parser.add_argument("--batch", type=int, default=8, help="training: windows per batch")
+    parser.add_argument("--rollout-steps", type=int, default=10, help="training: T")
+    parser.add_argument("--updates", type=int, default=3, help="training: updates per timing")
+    parser.add_argument("--timeout", type=float, default=900, help="seconds per measurement")
+    parser.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        nx, devices, out = args.child
-        child(int(nx), int(devices), args.runs, args.steps, args.model, out)
+        args.nx = args.nx[0]
+        child(args)
         return
-    if args.devices < 1 or args.runs % args.devices:
-        parser.error(f"--runs ({args.runs}) must split evenly over --devices ({args.devices})")
+    grids = args.nx if args.work == "generation" else [64]
     with tempfile.TemporaryDirectory() as folder:
-        for nx in args.nx:
-            one = measure(args, nx, 1, f"{folder}/one.npy")
-            many = measure(args, nx, args.devices, f"{folder}/many.npy")
+        for nx in grids:
+            args.nx = [nx]
+            one = measure(args, 1, f"{folder}/one.npy")
+            many = measure(args, args.count, f"{folder}/many.npy")
+            what = (f"{args.runs} eddy runs x {args.steps} steps at nx = {nx}, traj-steps/s"
+                    if args.work == "generation" else
+                    f"online updates of batch {args.batch} x T = {args.rollout_steps} at 64^2, "
+                    f"updates/s")
             if one is None or many is None:
-                print(f"nx = {nx}, {args.model}: no result within {args.timeout:g} s "
-                      f"(1 device: {'ok' if one else 'stopped'}, {args.devices} devices: "
-                      f"{'ok' if many else 'stopped'})")
+                print(f"{what}: no result within {args.timeout:g} s")
                 continue
-            q1, qn = np.load(f"{folder}/one.npy"), np.load(f"{folder}/many.npy")
-            difference = np.abs(qn - q1).max() / np.abs(q1).max()
-            print(f"nx = {nx}, {args.model}, {args.runs} runs x {args.steps} steps: 1 device "
-                  f"{one['rate']:.0f} traj-steps/s, {args.devices} devices {many['rate']:.0f}: "
-                  f"ratio {many['rate'] / one['rate']:.2f}; final q differs by {difference:.1e}")
+            a, b = np.load(f"{folder}/one.npy"), np.load(f"{folder}/many.npy")
+            difference = np.abs(b - a).max() / np.abs(a).max()
+            print(f"{what}: 1 {args.layout.removesuffix('es').removesuffix('s')} {one['rate']:.4g}, {args.count} "
+                  f"{args.layout} {many['rate']:.4g}: ratio {many['rate'] / one['rate']:.2f}; "
+                  f"results differ by {difference:.1e}")
 
 
 if __name__ == "__main__":
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
     main()
