@@ -37,6 +37,8 @@ import time
 
 import numpy as np
 
+SINGULAR = {"devices": "device", "processes": "process"}
+
 
 def generation(args, out: str) -> dict:
     import jax
@@ -179,7 +181,7 @@ def main() -> None:
                 continue
             a, b = np.load(f"{folder}/one.npy"), np.load(f"{folder}/many.npy")
             difference = np.abs(b - a).max() / np.abs(a).max()
-            print(f"{what}: 1 {args.layout.removesuffix('es').removesuffix('s')} {one['rate']:.4g}, {args.count} "
+            print(f"{what}: 1 {SINGULAR[args.layout]} {one['rate']:.4g}, {args.count} "
                   f"{args.layout} {many['rate']:.4g}: ratio {many['rate'] / one['rate']:.2f}; "
                   f"results differ by {difference:.1e}")
 
