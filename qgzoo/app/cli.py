@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    if args.devices or args.processes:
+        print(f"qgzoo: {devices.describe()}", file=sys.stderr)
     if not devices.is_main():
         # The main process reports; the others only compute their share.
         sys.stdout = open(os.devnull, "w")

@@ -114,16 +114,19 @@ def local_devices() -> list:
 
 
 def process_index() -> int:
-    return jax.process_index()
+    """This process's number in the job (0 outside a multi-process job, where asking
+    does not start JAX's backend)."""
+    return jax.process_index() if jax.distributed.is_initialized() else 0
 
 
 def process_count() -> int:
-    return jax.process_count()
+    """The processes of the job (1 outside a multi-process job)."""
+    return jax.process_count() if jax.distributed.is_initialized() else 1
 
 
 def is_main() -> bool:
     """Whether this process writes the files (the first process)."""
-    return jax.process_index() == 0
+    return process_index() == 0
 
 
 def process_runs(n_runs: int, index: int | None = None) -> range:
@@ -266,9 +269,10 @@ def gather_runs(values: np.ndarray, n_runs: int) -> np.ndarray:
 
 
 def describe() -> str:
-    """One line: processes and devices in use."""
-    devices = local_devices()
-    kinds = sorted({d.platform for d in devices})
-    return (f"process {process_index()} of {process_count()}, {len(devices)} "
-            f"{'/'.join(kinds)} device{'s' * (len(devices) != 1)}"
-            + (f", {len(jax.devices())} in all" if process_count() > 1 else ""))
+    """One line: the devices this process uses and, in a job, its place in it."""
+    count = len(local_devices())
+    kinds = "/".join(sorted({d.platform for d in local_devices()}))
+    line = f"{count} {kinds} device{'s' * (count != 1)}"
+    if process_count() == 1:
+        return line
+    return f"process {process_index()} of {process_count()}, {line}, {len(jax.devices())} in all"

@@ -6,6 +6,8 @@ loss (vmapped over the batch) and applies the optimizer. An update whose loss,
 gradient or new parameters are not finite is skipped and counted. With an
 output folder (claimed by the experiment and locked while training),
 checkpoints are written atomically and ``train`` resumes from the last one.
+The batch is split over the devices of every process (``devices.batch_mesh``)
+and the gradients averaged across them; the main process alone writes.
 """
 
 from __future__ import annotations
