@@ -166,8 +166,10 @@ def test_a_comparison_on_two_processes_scores_as_on_one(folder, one_process_stor
 
 def test_process_runs_split_an_ensemble_into_near_equal_groups(monkeypatch):
     monkeypatch.setattr(devices, "process_count", lambda: 3)
-    groups = [devices.process_runs(8, index) for index in range(3)]
-    assert [list(g) for g in groups] == [[0, 1, 2], [3, 4, 5], [6, 7]]
+    for n_runs in (3, 8, 10):
+        groups = [list(devices.process_runs(n_runs, index)) for index in range(3)]
+        assert sum(groups, []) == list(range(n_runs))
+        assert max(map(len, groups)) - min(map(len, groups)) <= 1
     # fewer runs than processes: every process steps them all
     assert list(devices.process_runs(2, 1)) == [0, 1]
 
