@@ -50,6 +50,7 @@ import jax
 import numpy as np
 from pyqg_jax.steppers import AB3Stepper, SteppedModel
 
+from qgzoo.core import devices
 from qgzoo.physics import qg
 from qgzoo.data.store import _Builder
 from qgzoo.data.reference import ReferenceSpec
@@ -185,7 +186,11 @@ def main(argv=None):
                         help="python of the pyqg environment (default .venv-pyqg/bin/python)")
     parser.add_argument("--pyqg-threads", type=int, nargs="+", default=[1, 2],
                         help="pyqg ntd values to time; the fastest is the baseline")
+    parser.add_argument("--devices", type=int, default=1,
+                        help="devices qgzoo's builder splits the runs over (on a CPU, XLA "
+                             "makes that many)")
     args = parser.parse_args(argv)
+    devices.configure(devices=args.devices)
     args.lores_nx = args.lores_nx or args.nx // 4
 
     python = None if args.baseline == "pyqg-jax" else pyqg_python(args.pyqg_python)
@@ -200,8 +205,8 @@ def main(argv=None):
     print(f"machine: os.cpu_count() = {os.cpu_count()}, usable "
           f"{len(os.sched_getaffinity(0))}; load average {load[0]:.1f} {load[1]:.1f} "
           f"{load[2]:.1f} at start (other jobs share the cores: wall clock is noisy)")
-    print(f"qgzoo: jax {jax.__version__} on {jax.default_backend()} (XLA's CPU thread pool "
-          f"spans the usable cores), numpy {np.__version__}")
+    print(f"qgzoo: jax {jax.__version__} on {jax.default_backend()}, {devices.describe()} "
+          f"(XLA's CPU thread pool spans the usable cores), numpy {np.__version__}")
 
     # Compile (first call, which also runs the steps once) before timing.
     t0 = time.perf_counter()
