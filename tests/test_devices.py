@@ -34,7 +34,6 @@ EXPERIMENT = {"reference": REFERENCE, "coarsener": {"kind": "operator1"},
               "loss": {"kind": "state_mse"}, "stepper": {"kind": "ab3", "dt": 3600.0},
               "training": {"steps": 3, "batch_size": 2, "rollout_steps": 2}}
 HEARTBEAT = 10  # seconds
-pytestmark = pytest.mark.slow
 
 
 def _free_port() -> int:
@@ -91,6 +90,7 @@ def one_process_store(folder):
     return path
 
 
+@pytest.mark.slow
 def test_a_store_built_on_two_devices_equals_one_built_on_one(folder, one_process_store):
     run(["data", "build", "reference.json", "--out", "devices.zarr"], folder,
         devices_per_process=2)
@@ -100,6 +100,7 @@ def test_a_store_built_on_two_devices_equals_one_built_on_one(folder, one_proces
         np.testing.assert_allclose(two[name], values, rtol=1e-12, atol=0, err_msg=name)
 
 
+@pytest.mark.slow
 def test_a_killed_process_stops_the_other_and_the_job_resumes_to_the_same_store(
         folder, one_process_store):
     jobs = start(["data", "build", "reference.json", "--out", "two.zarr"], folder, processes=2)
@@ -139,6 +140,7 @@ def trained_on_one(folder, one_process_store):
     return training(folder, "one-process")
 
 
+@pytest.mark.slow
 def test_training_on_two_processes_and_two_devices_equals_training_on_one(
         folder, trained_on_one):
     losses, weights = trained_on_one
@@ -151,6 +153,7 @@ def test_training_on_two_processes_and_two_devices_equals_training_on_one(
             np.testing.assert_allclose(mine, theirs, rtol=1e-10, atol=1e-12, err_msg=out)
 
 
+@pytest.mark.slow
 def test_a_comparison_on_two_processes_scores_as_on_one(folder, one_process_store,
                                                         trained_on_one):
     spec = ReferenceSpec.model_validate(REFERENCE)
