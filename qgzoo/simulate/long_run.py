@@ -103,7 +103,10 @@ def run_long(lores_model, parameterization, stepper, q0, *, n_steps: int, averag
     q0 = q0[runs.start:runs.stop]
     mesh = devices.runs_mesh(len(runs))
     if checkpoint is not None and devices.process_count() > 1:
-        checkpoint = checkpoint.with_name(f"{checkpoint.name}.runs-{runs.start}-{runs.stop}")
+        # fewer runs than processes: every process steps them all, the main one keeps them
+        shared = len(runs) == n_runs and not devices.is_main()
+        checkpoint = None if shared else checkpoint.with_name(
+            f"{checkpoint.name}.runs-{runs.start}-{runs.stop}")
     arrays, static = eqx.partition((lores_model, parameterization, stepper), eqx.is_array)
     with_forcing = not isinstance(parameterization, NoClosure)
 
