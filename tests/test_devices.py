@@ -167,6 +167,48 @@ def test_a_comparison_on_two_processes_scores_as_on_one(folder, one_process_stor
     assert len(one) > 1 and one == two
 
 
+LONG_RUN = """
+import sys, jax, numpy as np
+from qgzoo.core import devices
+devices.configure_from_environment()
+from pyqg_jax.steppers import AB3Stepper
+from qgzoo.components.networks import NoClosure
+from qgzoo.physics import qg
+from qgzoo.simulate.long_run import random_initial_q, run_long
+model = qg.make_model(qg.PRESETS["eddy"], 16)
+q0 = random_initial_q(model, jax.random.split(jax.random.key(0), int(sys.argv[2])))
+run = run_long(model, NoClosure(), AB3Stepper(dt=3600.0), q0, n_steps=120, average_from=60,
+               average_every=10, snapshot_every=30, checkpoint=__import__("pathlib").Path(
+                   sys.argv[1] + ".checkpoint.npz"))
+if devices.is_main():
+    np.savez(sys.argv[1], ke=run.ke, snapshots=run.snapshots, blowup=run.blowup_step,
+             **{"budget/" + k: v for k, v in run.budget.items()})
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("n_runs", [3, 1])
+def test_long_runs_on_two_processes_equal_those_on_one(tmp_path, n_runs):
+    """Runs split 2 + 1 over the processes, and 1 run stepped by both."""
+    results = {}
+    for processes in (1, 2):
+        port, out = _free_port(), tmp_path / f"long-{processes}.npz"
+        jobs = [subprocess.Popen(
+            [sys.executable, "-c", LONG_RUN, str(out), str(n_runs)], cwd=tmp_path,
+            env=dict(os.environ, QGZOO_PROCESSES=str(processes), QGZOO_PROCESS_ID=str(index),
+                     QGZOO_COORDINATOR=f"localhost:{port}"),
+            stderr=subprocess.PIPE, text=True) for index in range(processes)]
+        for job in jobs:
+            _, err = job.communicate(timeout=600)
+            assert job.returncode == 0, err[-3000:]
+        with np.load(out) as saved:
+            results[processes] = dict(saved)
+    assert results[1]["ke"].shape[0] == n_runs and len(results[1]) > 4
+    for name, values in results[1].items():
+        np.testing.assert_allclose(results[2][name], values, rtol=1e-12, err_msg=name)
+    assert not list(tmp_path.glob("*checkpoint*")), "finished runs leave no checkpoint"
+
+
 def test_process_runs_split_an_ensemble_into_near_equal_groups(monkeypatch):
     monkeypatch.setattr(devices, "process_count", lambda: 3)
     for n_runs in (3, 8, 10):

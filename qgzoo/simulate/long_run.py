@@ -106,7 +106,7 @@ def run_long(lores_model, parameterization, stepper, q0, *, n_steps: int, averag
         # fewer runs than processes: every process steps them all, the main one keeps them
         shared = len(runs) == n_runs and not devices.is_main()
         checkpoint = None if shared else checkpoint.with_name(
-            f"{checkpoint.name}.runs-{runs.start}-{runs.stop}")
+            f"{checkpoint.stem}.runs-{runs.start}-{runs.stop}{checkpoint.suffix}")
     arrays, static = eqx.partition((lores_model, parameterization, stepper), eqx.is_array)
     with_forcing = not isinstance(parameterization, NoClosure)
 
