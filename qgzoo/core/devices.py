@@ -135,9 +135,14 @@ def process_runs(n_runs: int, index: int | None = None) -> range:
     all of them where there are fewer runs than processes."""
     if n_runs < process_count():
         return range(n_runs)
-    bounds = np.linspace(0, n_runs, process_count() + 1).round().astype(int)
-    index = process_index() if index is None else index
-    return range(int(bounds[index]), int(bounds[index + 1]))
+    return contiguous_groups(n_runs, process_count())[
+        process_index() if index is None else index]
+
+
+def contiguous_groups(n: int, n_groups: int) -> list[range]:
+    """``range(n)`` cut into ``n_groups`` contiguous groups of near-equal size."""
+    bounds = np.linspace(0, n, n_groups + 1).round().astype(int)
+    return [range(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:])]
 
 
 def runs_mesh(n_runs: int) -> Mesh | None:

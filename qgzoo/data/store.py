@@ -300,8 +300,7 @@ def _build_together(spec: ReferenceSpec, path: files.Location, progress: bool) -
 
 def run_groups(n_runs: int, n_groups: int) -> list[range]:
     """``n_runs`` split into at most ``n_groups`` contiguous groups of near-equal size."""
-    bounds = np.linspace(0, n_runs, min(n_groups, n_runs) + 1).round().astype(int)
-    return [range(a, b) for a, b in zip(bounds[:-1], bounds[1:])]
+    return devices.contiguous_groups(n_runs, min(n_groups, n_runs))
 
 
 def build_runs(spec: dict, path: str, start: int, stop: int) -> None:
