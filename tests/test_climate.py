@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from qgzoo.evaluation import climate
-from qgzoo.physics import budget
+from qgzoo.physics import budget, qg
 from qgzoo.evaluation import metrics
 
 N_SNAPSHOTS = 10
@@ -211,7 +211,7 @@ def test_no_finite_snapshot_gives_no_climate(lores, snapshots):
 # --- distances and similarity -----------------------------------------------------------
 
 def test_distance_of_a_climate_to_itself_is_zero(data_climate, lores):
-    kmax = metrics.resolved_kmax(lores)
+    kmax = qg.resolved_kmax(lores)
     distances = climate.distances(data_climate, data_climate, kmax)
     assert list(distances) == list(climate.METRICS) and len(climate.METRICS) == 18
     assert all(value == 0.0 for value in distances.values())

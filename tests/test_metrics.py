@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from qgzoo.physics import qg
-from qgzoo.evaluation.metrics import correlation, distribution_distances, flow_fields, offline_scores, r2, resolved_kmax, sample_distances, similarity, similarity_scores, spectral_distances, spectral_rmse, wasserstein_1d
+from qgzoo.evaluation.metrics import correlation, distribution_distances, flow_fields, offline_scores, r2, sample_distances, similarity, similarity_scores, spectral_distances, spectral_rmse, wasserstein_1d
 
 
 @pytest.fixture
@@ -238,10 +238,10 @@ def test_resolved_kmax_is_the_largest_grid_wavenumber_inside_the_filter_cutoff()
     index = np.fft.fftfreq(32, 1 / 32)
     kappa = 2 * np.pi / model.L * np.hypot(*np.meshgrid(index, index))
     expected = kappa[kappa * dx <= 0.65 * np.pi].max()
-    assert resolved_kmax(model) == pytest.approx(expected, rel=1e-12)
+    assert qg.resolved_kmax(model) == pytest.approx(expected, rel=1e-12)
     filtr, wv = np.asarray(model.filtr), np.asarray(model.wv)
-    assert np.all(filtr[wv <= resolved_kmax(model)] == 1)
-    assert np.all(filtr[wv > resolved_kmax(model) * (1 + 1e-12)] < 1)
+    assert np.all(filtr[wv <= qg.resolved_kmax(model)] == 1)
+    assert np.all(filtr[wv > qg.resolved_kmax(model) * (1 + 1e-12)] < 1)
 
 
 # --- velocities and vorticity from q --------------------------------------------------

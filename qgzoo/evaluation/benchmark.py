@@ -22,10 +22,10 @@ from qgzoo.core.errors import UserError
 from qgzoo.core.schema import validate_component
 from qgzoo.data import store
 from qgzoo.data.reference import REFERENCES, ReferenceSpec
-from qgzoo.evaluation import metrics, protocols
+from qgzoo.evaluation import protocols
 from qgzoo.evaluation.climate import Climate
 from qgzoo.evaluation.protocols import LongRunProtocol
-from qgzoo.physics import budget
+from qgzoo.physics import budget, qg
 
 #: Bump when what a benchmark or a cached run contains, or how it is computed, changes.
 RESULTS_VERSION = 2
@@ -130,7 +130,7 @@ class Benchmark:
 
     @property
     def kmax(self) -> float:
-        return metrics.resolved_kmax(self.lores_model())
+        return qg.resolved_kmax(self.lores_model())
 
     def schedule(self, dt: float) -> dict[str, int]:
         """``run_online`` arguments for a low-resolution step of ``dt`` seconds.

@@ -170,7 +170,7 @@ def distances(a: Climate, b: Climate, kmax: float) -> dict[str, float]:
     """The 18 distances of ``METRICS`` between climates ``a`` and ``b``.
 
     Spectra are compared at the isotropic wavenumbers they share up to ``kmax``
-    (rad/m; ``metrics.resolved_kmax`` of the low-resolution model): the two
+    (rad/m; ``qg.resolved_kmax`` of the low-resolution model): the two
     grids must have the same domain, so one wavenumber list is a prefix of the
     other.
     """

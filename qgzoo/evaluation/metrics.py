@@ -185,18 +185,6 @@ def distribution_distances(fields_a: Mapping[str, np.ndarray],
 
 # --- spectral online metrics -------------------------------------------------------
 
-def resolved_kmax(lores_model: QGModel) -> float:
-    """The largest wavenumber magnitude (rad/m) of the grid at which ``filtr`` is still 1.
-
-    pyqg's exponential filter is exactly 1 where the grid-scaled wavenumber
-    sqrt((k dx)^2 + (l dy)^2) <= 0.65 pi, so this is at most 0.65 pi / dx on a
-    square grid; spectra are compared at isotropic wavenumbers kr <= this value.
-    """
-    wavenumber = np.asarray(lores_model.wv, np.float64)
-    filtr = np.asarray(lores_model.filtr, np.float64)
-    return float(wavenumber[filtr >= 1].max())
-
-
 def spectral_rmse(spec_a, spec_b, kr, kmax: float) -> np.ndarray:
     """Root-mean-square difference of two isotropic spectra over kr <= ``kmax``.
 

@@ -11,6 +11,7 @@ import inspect
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import pyqg_jax.qg_model
 from pyqg_jax import _utils as pyqg_jax_utils
 from pyqg_jax.state import Precision, PseudoSpectralState
@@ -132,3 +133,15 @@ def kinetic_energy(model: QGModel, q: jax.Array) -> jax.Array:
     """Mean eddy kinetic energy u^2 + v^2 per layer (nz,), m^2/s^2, of q (nz, ny, nx)."""
     u, v = velocities(model, q)
     return jnp.mean(u**2 + v**2, axis=(-2, -1))
+
+
+def resolved_kmax(lores_model: QGModel) -> float:
+    """The largest wavenumber magnitude (rad/m) of the grid at which ``filtr`` is still 1.
+
+    pyqg's exponential filter is exactly 1 where the grid-scaled wavenumber
+    sqrt((k dx)^2 + (l dy)^2) <= 0.65 pi, so this is at most 0.65 pi / dx on a
+    square grid; spectra are compared at isotropic wavenumbers kr <= this value.
+    """
+    wavenumber = np.asarray(lores_model.wv, np.float64)
+    filtr = np.asarray(lores_model.filtr, np.float64)
+    return float(wavenumber[filtr >= 1].max())

@@ -16,6 +16,31 @@ from qgzoo.data.reference import ReferenceSpec
 from qgzoo.training.optimizers import OptimizerSpec
 
 
+class EKISpec(FrozenSpec):
+    """Ensemble Kalman inversion against the training data's climate (``training.method =
+    "eki"``; ``qgzoo.training.calibration`` says what is run and compared)."""
+
+    members: int = Field(16, ge=2, description="ensemble size J")
+    run_days: float = Field(730.0, gt=0, description="length of each member's run from a "
+                                                     "coarsened training state, days")
+    average_days: float = Field(365.0, gt=0, description="the last days of each run, whose "
+                                                         "daily states are averaged")
+    prior_std: float = Field(0.5, gt=0, description="std of the initial ensemble around the "
+                                                    "initial trainable values (for qgzoo-"
+                                                    "physical's constants, log-factors)")
+    bands: int = Field(4, ge=1, description="log-spaced wavenumber bands of the kinetic "
+                                            "energy observed, per layer")
+    block_days: float = Field(90.0, gt=0, description="blocks of the training runs whose "
+                                                      "spread is the observables' noise")
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.average_days > self.run_days:
+            raise ValueError(f"eki.average_days ({self.average_days:g}) must not exceed "
+                             f"eki.run_days ({self.run_days:g})")
+        return self
+
+
 class TrainingSpec(FrozenSpec):
     """How long and on what windows to train; rollout_steps = 0 trains offline."""
 
@@ -36,10 +61,12 @@ class TrainingSpec(FrozenSpec):
                                        "(core.fields.TARGETS): a q forcing, the subgrid flux "
                                        "of q (q_subgrid_flux) or the momentum forcing; the "
                                        "last two are trained on q_subgrid_forcing")
-    method: Literal["gradient", "least_squares"] = Field(
+    method: Literal["gradient", "least_squares", "eki"] = Field(
         "gradient", description="gradient: optimizer updates; least_squares: the weights of "
                                 "a linear closure (kind symbolic) solved in closed form "
-                                "on every training sample's forcing (offline; steps unused)")
+                                "on every training sample's forcing (offline; steps unused); "
+                                "eki: ensemble Kalman inversion of a few constants against "
+                                "the climate of long runs (steps: iterations; loss unused)")
     ridge: float = Field(0.0, ge=0, description="least_squares: ridge penalty on the "
                                                 "dimensionless weights")
     train_only: tuple[str, ...] | None = Field(
@@ -50,12 +77,13 @@ class TrainingSpec(FrozenSpec):
     init_from: str | None = Field(
         None, description="zoo entry or trained folder whose weights and scales start the "
                           "training (same network spec): fine-tuning")
+    eki: EKISpec = EKISpec()
     seed: int = 0
 
     @model_validator(mode="after")
     def _check(self):
-        if self.method == "least_squares" and self.rollout_steps:
-            raise ValueError("method least_squares fits the forcing offline: set "
+        if self.method in ("least_squares", "eki") and self.rollout_steps:
+            raise ValueError(f"method {self.method} does not train on rollout windows: set "
                              "rollout_steps to 0")
         if self.curriculum_start is not None and self.curriculum_start > self.rollout_steps:
             raise ValueError(f"curriculum_start ({self.curriculum_start}) must not exceed "
@@ -90,7 +118,9 @@ class Experiment(FrozenSpec):
 
     @model_validator(mode="after")
     def _check(self):
-        if self.loss.needs_rollout() and self.training.rollout_steps == 0:
+        if self.training.method == "eki":
+            pass  # calibrated against long runs: the loss and its windows are not used
+        elif self.loss.needs_rollout() and self.training.rollout_steps == 0:
             raise ValueError(f"training.rollout_steps: loss {self.loss.kind!r} scores rollouts, "
                              "so rollout_steps must be at least 1")
         if not self.loss.needs_rollout() and self.training.rollout_steps > 0:

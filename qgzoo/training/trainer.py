@@ -1,4 +1,6 @@
-"""The one trainer: offline on the forcing (T = 0) or online through the solver (T > 0).
+"""The one trainer: offline on the forcing (T = 0) or online through the solver (T > 0);
+a linear closure's least squares and a few constants' ensemble Kalman inversion
+(``calibration``) are its other methods.
 
 Each update draws ``batch_size`` windows of T + 1 consecutive training samples
 (deterministically from the seed and the update number), scores them with the
@@ -34,6 +36,7 @@ from qgzoo.data.reference import ReferenceData
 from qgzoo.data.store import load_reference
 from qgzoo.physics import qg
 from qgzoo.simulate.rollout import parameterized_model, rollout_loss
+from qgzoo.training import calibration
 from qgzoo.training.experiment import Experiment, TrainingSpec
 from qgzoo.training.trained import (
     CHECKPOINT, EXPERIMENT, LOG, Trained, claim, clear, initial_weights, read_log)
@@ -275,6 +278,8 @@ def _train(experiment: Experiment, out: pathlib.Path | None, data: ReferenceData
             files.atomic_write_text(out / LOG, json.dumps(record) + "\n")
             trained.save(out)
         return trained
+    if cfg.method == "eki":
+        return _calibrate(setup, train_data, out if writes else None, progress, stop_after)
     optimizer = experiment.optimizer.transformation(cfg.steps)
     params, static = eqx.partition(setup.parameterization,
                                    trained_part(setup.parameterization, cfg.train_only))
@@ -298,6 +303,37 @@ def _train(experiment: Experiment, out: pathlib.Path | None, data: ReferenceData
     params, opt_state = loop.run(params, static, opt_state, step, end, history, progress)
     trained = Trained(experiment, eqx.combine(params, static), history, loop.skipped)
     if writes:
+        trained.save(out)
+    return trained
+
+
+def _calibrate(setup: Setup, data: ReferenceData, out: pathlib.Path | None, progress: bool,
+               stop_after: int | None) -> Trained:
+    """``training.method = "eki"``: the iterations of ``calibration.Inversion``, one log
+    record each, checkpointed like updates (the ensemble and the iteration)."""
+    experiment, cfg = setup.experiment, setup.experiment.training
+    inversion = calibration.Inversion(setup, data)
+    u, step, history = inversion.initial_ensemble(), 0, []
+    if out is not None:
+        u, _, step, _, history = resume(out, experiment, jnp.asarray(u), (), write=True)
+        u = np.asarray(u)
+    end = cfg.steps if stop_after is None else min(cfg.steps, stop_after)
+    bar = tqdm(range(step, end), initial=step, total=cfg.steps, desc="eki", unit="iteration",
+               disable=not progress)
+    for step in bar:
+        u, record = inversion.iterate(u, step, progress=progress)
+        history.append(record)
+        bar.set_postfix(misfit=f"{record['loss']:.4g}", blown_up=record["blown_up"])
+        if out is not None:
+            with (out / LOG).open("a") as log:
+                log.write(json.dumps(record) + "\n")
+            every = cfg.checkpoint_every
+            if every and ((step + 1) % every == 0 or step + 1 == end):
+                files.write_tree(out / CHECKPOINT, (jnp.asarray(u), (), jnp.array(step + 1),
+                                                    jnp.array(0)))
+    bar.close()
+    trained = Trained(experiment, inversion.closure(u.mean(axis=0)), history)
+    if out is not None:
         trained.save(out)
     return trained
 
