@@ -98,6 +98,29 @@ def data_observables(model, q: np.ndarray, masks, *, block: int,
     return y, gamma
 
 
+@eqx.filter_jit
+def _start(lores, closures, stepper, q0):
+    """The members' carries (``checked_step``'s) at q0 (nz, ny, nx)."""
+    def one(closure):
+        model = parameterized_model(lores, closure, stepper)
+        return jax.tree.map(lambda x: x[0], initial_carry(model, q0[None]))
+    return eqx.filter_vmap(one)(closures)
+
+
+@eqx.filter_jit
+def _advance(lores, closures, stepper, carry, first, n):
+    """The members' carries after n more steps, from step number ``first``."""
+    def one(closure, c):
+        model = parameterized_model(lores, closure, stepper)
+        return jax.lax.fori_loop(0, n, lambda i, c: checked_step(model, c, first + i + 1), c)
+    return eqx.filter_vmap(one)(closures, carry)
+
+
+@eqx.filter_jit
+def _moments(lores, carry, masks):
+    return jax.vmap(lambda s: state_moments(lores, s.state.model_state.q, masks))(carry[0])
+
+
 def ensemble_observables(lores, closures, stepper, q0: jax.Array, *, n_steps: int,
                          average_from: int, average_every: int, masks,
                          progress: str | None = None) -> np.ndarray:
@@ -105,32 +128,17 @@ def ensemble_observables(lores, closures, stepper, q0: jax.Array, *, n_steps: in
     ``closures`` (a closure whose arrays lead with the members axis J): the logs of the
     time means of ``state_moments`` over the states after every ``average_every``-th step
     after ``average_from``. The row of a run that blew up is NaN."""
-    arrays, static = eqx.partition(closures, eqx.is_array)
-
-    def member_model(member_arrays):
-        return parameterized_model(lores, eqx.combine(member_arrays, static), stepper)
-
-    @jax.jit
-    def advance(arrays, carry, first, n):
-        def one(member_arrays, c):
-            model = member_model(member_arrays)
-            return jax.lax.fori_loop(0, n, lambda i, c: checked_step(model, c, first + i + 1), c)
-        return jax.vmap(one)(arrays, carry)
-
-    moments = jax.jit(jax.vmap(lambda carry: state_moments(lores, carry[0].state.model_state.q,
-                                                           masks)))
-    carry = jax.jit(jax.vmap(lambda a: jax.tree.map(
-        lambda x: x[0], initial_carry(member_model(a), q0[None]))))(arrays)
     if average_from >= n_steps or average_from < 0:
         raise UserError(f"eki: average_from {average_from} leaves no state of a run of "
                         f"{n_steps} steps to average")
+    carry = _start(lores, closures, stepper, q0)
     sums, averaged, now = 0.0, 0, 0
     for end in tqdm(range(average_every, n_steps + 1, average_every), desc=progress,
                     unit="block", disable=progress is None, leave=False):
-        carry = advance(arrays, carry, jnp.int32(now), jnp.int32(end - now))
+        carry = _advance(lores, closures, stepper, carry, jnp.int32(now), jnp.int32(end - now))
         now = end
         if end > average_from:
-            sums, averaged = sums + np.asarray(moments(carry)), averaged + 1
+            sums, averaged = sums + np.asarray(_moments(lores, carry, masks)), averaged + 1
     observables = np.log(sums / averaged)
     observables[np.asarray(carry[1]) >= 0] = np.nan
     return observables
