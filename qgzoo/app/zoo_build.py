@@ -57,6 +57,14 @@ def model_card(name: str, spec: Experiment, comparison: Comparison) -> str:
         how = (f"least squares in closed form on `{training.forcing_target}` at "
                f"{fit['points']} grid points of the training samples, ridge {training.ridge:g}; "
                f"R^2 on them {fit['r2'][0]:.3f} / {fit['r2'][1]:.3f} (upper / lower)")
+    elif training.method == "eki":
+        eki, last = training.eki, history[-1]
+        how = (f"ensemble Kalman inversion, {training.steps} iterations of {eki.members} "
+               f"members, each a {eki.run_days:g}-day run from a coarsened training state "
+               f"whose last {eki.average_days:g} days are matched to the training runs' "
+               f"climate; {sum(h['seconds'] for h in history):.0f} s on {platform.machine()} "
+               f"CPU; last misfit {last['loss']:.3g} (mean), {last['best_misfit']:.3g} (best "
+               f"member), {sum(h['blown_up'] for h in history)} member runs blew up")
     elif training.steps:
         seconds = sum(h["seconds"] for h in history)
         skipped = sum(not h["finite"] for h in history)
