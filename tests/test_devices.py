@@ -74,6 +74,16 @@ def arrays(path) -> dict:
             for name in root[g].array_keys()}
 
 
+def assert_same_arrays(actual: dict, desired: dict):
+    """Equal arrays, each to 1e-12 of its largest magnitude: a forcing is the difference
+    of two nearly equal tendencies, so its smallest values carry the rounding of the
+    terms (an FFT split over devices sums in another order), not their own."""
+    assert actual.keys() == desired.keys()
+    for name, values in desired.items():
+        np.testing.assert_allclose(actual[name], values, rtol=1e-12,
+                                   atol=1e-12 * np.abs(values).max(), err_msg=name)
+
+
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory):
     folder = tmp_path_factory.mktemp("devices")
@@ -95,9 +105,8 @@ def test_a_store_built_on_two_devices_equals_one_built_on_one(folder, one_proces
     run(["data", "build", "reference.json", "--out", "devices.zarr"], folder,
         devices_per_process=2)
     one, two = arrays(one_process_store), arrays(folder / "devices.zarr")
-    assert two.keys() == one.keys() and "operator1/q_forcing_total" in one
-    for name, values in one.items():
-        np.testing.assert_allclose(two[name], values, rtol=1e-12, atol=0, err_msg=name)
+    assert "operator1/q_forcing_total" in one
+    assert_same_arrays(two, one)
 
 
 @pytest.mark.slow
@@ -121,9 +130,7 @@ def test_a_killed_process_stops_the_other_and_the_job_resumes_to_the_same_store(
     assert not zarr.open_group(str(folder / "two.zarr"), mode="r").attrs["complete"]
 
     run(["data", "build", "reference.json", "--out", "two.zarr"], folder, processes=2)
-    one, two = arrays(one_process_store), arrays(folder / "two.zarr")
-    for name, values in one.items():
-        np.testing.assert_allclose(two[name], values, rtol=1e-12, atol=0, err_msg=name)
+    assert_same_arrays(arrays(folder / "two.zarr"), arrays(one_process_store))
 
 
 def training(folder, out, **layout):
@@ -204,8 +211,7 @@ def test_long_runs_on_two_processes_equal_those_on_one(tmp_path, n_runs):
         with np.load(out) as saved:
             results[processes] = dict(saved)
     assert results[1]["ke"].shape[0] == n_runs and len(results[1]) > 4
-    for name, values in results[1].items():
-        np.testing.assert_allclose(results[2][name], values, rtol=1e-12, err_msg=name)
+    assert_same_arrays(results[2], results[1])
     assert not list(tmp_path.glob("*checkpoint*")), "finished runs leave no checkpoint"
 
 

@@ -4,7 +4,9 @@ The time loop is a scan over chunks of samples whose body is rematerialised
 (``jax.checkpoint``): backpropagation stores one state per chunk and
 recomputes the inside of one chunk at a time, so memory grows with T / chunk
 instead of T. The loss is accumulated inside the scan, so the trajectory is
-never stored either.
+never stored either. The samples of a window may weigh differently (``time_decay``)
+and the gradient may be cut every K samples (``truncate_every``, truncated
+backpropagation through time).
 """
 
 from __future__ import annotations
@@ -48,10 +50,15 @@ def _advance(model, state, steps):
 
 
 def rollout_loss(model: SteppedModel, q_ref: jax.Array, *, steps_per_sample: int,
-                 chunk: int, state_term: Callable) -> jax.Array:
-    """Mean of ``state_term(q, q_ref[t])`` over t = 1..T of a run from ``q_ref[0]``.
+                 chunk: int, state_term: Callable, time_decay: float = 1.0,
+                 truncate_every: int = 0) -> jax.Array:
+    """Weighted mean of ``state_term(q, q_ref[t])`` over t = 1..T of a run from ``q_ref[0]``.
 
     ``q_ref`` is (T+1, nz, ny, nx); samples are ``steps_per_sample`` model steps apart.
+    Sample t weighs ``time_decay ** (t - 1)`` (1: the plain mean; below 1 the early
+    samples count most). ``truncate_every = K > 0`` truncates backpropagation: the
+    gradient does not flow through the state before samples K, 2K, ..., so each term's
+    gradient reaches back at most K samples.
     """
     n = q_ref.shape[0] - 1
     size = chunk_size(n, chunk)
@@ -61,6 +68,11 @@ def rollout_loss(model: SteppedModel, q_ref: jax.Array, *, steps_per_sample: int
         state = _advance(model, state, steps_per_sample)
         q_target = jax.lax.dynamic_index_in_dim(q_ref, index, keepdims=False)
         term = state_term(state.state.model_state.q, q_target)
+        if time_decay != 1.0:
+            term = term * time_decay ** (index - 1).astype(term.dtype)
+        if truncate_every:
+            cut = index % truncate_every == 0
+            state = jax.tree.map(lambda x: jnp.where(cut, jax.lax.stop_gradient(x), x), state)
         return (state, total + term.astype(total.dtype)), None
 
     def chunk_step(carry, first):
@@ -72,4 +84,4 @@ def rollout_loss(model: SteppedModel, q_ref: jax.Array, *, steps_per_sample: int
         chunk_step = jax.checkpoint(chunk_step)
     carry = (initial_state(model, q_ref[0]), jnp.zeros((), q_ref.dtype))
     (_, total), _ = jax.lax.scan(chunk_step, carry, 1 + size * jnp.arange(n // size))
-    return total / n
+    return total / sum(time_decay ** t for t in range(n))

@@ -52,6 +52,12 @@ class TrainingSpec(FrozenSpec):
         None, ge=1, description="rollout length at step 0, growing linearly to rollout_steps")
     curriculum_steps: int = Field(0, ge=0, description="updates over which T grows")
     checkpoint_chunk: int = Field(10, ge=1, description="samples per rematerialised chunk")
+    time_decay: float = Field(1.0, gt=0, description="weight of a window's sample t relative "
+                                                     "to sample t - 1 in the rollout loss "
+                                                     "(1: all alike)")
+    truncate_every: int = Field(0, ge=0, description="truncated backpropagation: gradients "
+                                                     "stop at every K-th sample of a window "
+                                                     "(0: through the whole window)")
     checkpoint_every: int = Field(0, ge=0, description="updates between checkpoints (0: none)")
     eval_every: int = Field(
         0, ge=0, description="updates between validation losses (0: none); needs validation runs")

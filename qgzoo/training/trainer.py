@@ -85,14 +85,14 @@ class Setup:
 
     def window_loss(self, parameterization, q_window, forcing_window):
         """Loss of one window of T + 1 samples (T = 0: a single sample)."""
-        spec = self.experiment.loss
+        spec, training = self.experiment.loss, self.experiment.training
         total = jnp.zeros((), q_window.dtype)
         if spec.needs_rollout():
             total += rollout_loss(
                 self.model(parameterization), q_window,
                 steps_per_sample=self.experiment.steps_per_sample,
-                chunk=self.experiment.training.checkpoint_chunk,
-                state_term=self.loss.state_term)
+                chunk=training.checkpoint_chunk, state_term=self.loss.state_term,
+                time_decay=training.time_decay, truncate_every=training.truncate_every)
         if spec.needs_forcing():
             predicted = self.predict_forcing(parameterization, q_window)
             total += jnp.mean(jax.vmap(self.loss.forcing_term)(predicted, forcing_window))
