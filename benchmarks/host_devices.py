@@ -94,13 +94,14 @@ def training(args, out: str) -> dict:
     rows = devices.local_rows(mesh, args.batch)
     q = devices.global_batch(mesh, np.asarray(windows)[rows], args.batch)
     forcing = devices.global_batch(mesh, np.zeros_like(np.asarray(windows))[rows], args.batch)
+    keys = devices.global_batch(mesh, np.zeros((args.batch, 2), np.uint32)[rows], args.batch)
     params, static, opt_state = devices.replicated((params, static, opt_state), mesh)
     params, opt_state, loss, _ = jax.block_until_ready(
-        update(params, static, opt_state, q, forcing))
+        update(params, static, opt_state, q, forcing, keys))
     devices.barrier("compiled")
     begin = time.perf_counter()
     for _ in range(args.updates):
-        params, opt_state, loss, _ = update(params, static, opt_state, q, forcing)
+        params, opt_state, loss, _ = update(params, static, opt_state, q, forcing, keys)
     jax.block_until_ready(loss)
     seconds = time.perf_counter() - begin
     devices.barrier("timed")

@@ -89,7 +89,8 @@ def measure(args, rollout_steps: int) -> tuple[float, float]:
     forcing = jax.ShapeDtypeStruct(shape, dtype)
 
     def qgzoo_loss(params, q_batch, forcing_batch):
-        return setup.batch_loss(params, static, q_batch, forcing_batch)
+        keys = jnp.zeros((q_batch.shape[0], 2), jnp.uint32)  # a deterministic closure
+        return setup.batch_loss(params, static, q_batch, forcing_batch, keys)
 
     return (temp_bytes(qgzoo_loss, params, q, forcing) / MIB,
             temp_bytes(plain_scan_loss(setup, static), params, q, forcing) / MIB)

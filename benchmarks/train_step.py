@@ -227,6 +227,7 @@ def main(argv=None):
     q_batch = jnp.asarray(windows, setup.lores.filtr.dtype)
     # state_mse never reads the forcing; the update takes a batch of that shape all the same.
     forcing_batch = jnp.zeros_like(q_batch)
+    keys = jnp.zeros((args.batch_size, 2), jnp.uint32)  # the CNN draws no noise
 
     # baseline: same weights (same keys as qgzoo's CNN), same scales, plain optax.adam.
     net = BaselineCNN((2, *args.channels, 2), args.kernel,
@@ -239,7 +240,7 @@ def main(argv=None):
 
     # Compile both (the first call), and check that they compute the same loss.
     (params_q, opt_q, loss_q, finite), t_q, _ = timed(update, params, static, opt_state,
-                                                      q_batch, forcing_batch)
+                                                      q_batch, forcing_batch, keys)
     (net_b, opt_b, loss_b), t_b, _ = timed(base_step, net, base_opt_state, q_batch)
     print(f"first call (compile + run): qgzoo {t_q:.1f} s, baseline {t_b:.1f} s")
     print(f"first loss: qgzoo {float(loss_q):.6g}, baseline {float(loss_b):.6g} "
@@ -254,7 +255,7 @@ def main(argv=None):
         for side in (("qgzoo", "baseline") if rep % 2 == 0 else ("baseline", "qgzoo")):
             if side == "qgzoo":
                 (params_q, opt_q, loss_q, finite), t, c = timed(
-                    update, params_q, static, opt_q, q_batch, forcing_batch)
+                    update, params_q, static, opt_q, q_batch, forcing_batch, keys)
             else:
                 (net_b, opt_b, loss_b), t, c = timed(base_step, net_b, opt_b, q_batch)
             wall[side].append(t)

@@ -95,7 +95,8 @@ def load(name: str) -> AbstractParameterization:
 
     Use it as ``pyqg_jax.parameterizations.ParameterizedModel(model, param_func=p)``
     on the low-resolution model of the entry's experiment
-    (``experiment(name).reference.lores_model()``).
+    (``experiment(name).reference.lores_model()``); a stochastic closure also needs
+    ``init_param_aux_func=p.init_aux`` (any closure accepts it).
     """
     return trained.load_parameterization(folder(name))
 

@@ -34,6 +34,8 @@ BUILTIN = plugins.load_registry(only=[])
 EXAMPLES = {
     ("loss", "weighted"): {"kind": "weighted", "terms": [{"weight": 2.0,
                                                           "loss": {"kind": "state_mse"}}]},
+    ("network", "stochastic"): {"kind": "stochastic", "correlation_steps": 3.0,
+                                "mean": {"kind": "cnn", "channels": [4], "kernel_sizes": [3, 3]}},
 }
 
 #: Non-default variants worth checking as well.

@@ -36,8 +36,8 @@ PLUGIN_DISTRIBUTION = "qgzoo-testplugin"
 #: Kinds the built-in plugin provides (it may grow; these must stay).
 BUILTIN_KINDS = {
     "coarsener": {"operator1", "operator2"},
-    "network": {"cnn", "mlp", "none", "symbolic"},
-    "loss": {"state_mse", "forcing_mse", "wasserstein", "weighted"},
+    "network": {"cnn", "mlp", "none", "symbolic", "stochastic"},
+    "loss": {"state_mse", "forcing_mse", "wasserstein", "weighted", "energy_score", "crps"},
     "stepper": {"ab3", "euler"},
 }
 

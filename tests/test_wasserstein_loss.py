@@ -76,3 +76,27 @@ def test_bad_quantities_are_refused_by_name():
         validate_component("loss", {"kind": "wasserstein", "quantities": ["speed"]})
     with pytest.raises(ValidationError, match="quantities"):
         validate_component("loss", {"kind": "wasserstein", "quantities": []})
+
+
+def test_a_pooled_window_scores_the_w1_of_all_its_states_values(lores):
+    keys = jax.random.split(jax.random.key(5), 6)
+    pred = jnp.stack([random_q(lores, k) for k in keys[:3]])
+    ref = jnp.stack([random_q(lores, k) for k in keys[3:]])
+    loss = WassersteinSpec(quantities=("q", "KE"), pool="window").build(realistic_stats(), lores)
+    fields_pred = [flow_fields(lores, q) for q in pred]
+    fields_ref = [flow_fields(lores, q) for q in ref]
+    expected = []
+    for of in (lambda f: f["q"], lambda f: f["u"]**2 + f["v"]**2):
+        for z in range(2):
+            a = np.concatenate([np.asarray(of(f))[z].ravel() for f in fields_pred])
+            b = np.concatenate([np.asarray(of(f))[z].ravel() for f in fields_ref])
+            expected.append(wasserstein_1d(a, b) / np.std(b))
+    window = eqx.filter_jit(loss.window_term)
+    assert float(window(pred, ref)) == pytest.approx(np.mean(expected), rel=1e-10)
+    # blind to the order of the states in time, unlike the states scored one by one
+    assert float(window(pred[::-1], ref)) == pytest.approx(float(window(pred, ref)), rel=1e-12)
+    assert float(loss.state_term(pred[0], ref[0])) == 0.0
+    one_by_one = WassersteinSpec(quantities=("q", "KE")).build(realistic_stats(), lores)
+    assert float(one_by_one.window_term(pred, ref)) == 0.0
+    by_state = [float(one_by_one.state_term(p, r)) for p, r in zip(pred, ref)]
+    assert np.mean(by_state) != pytest.approx(float(window(pred, ref)), rel=1e-3)

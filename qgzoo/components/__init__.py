@@ -4,8 +4,9 @@ The registry imports this package by its dotted name (``qgzoo.core.plugins.DEFAU
 """
 
 from qgzoo.components.coarseners import Operator1Spec, Operator2Spec
-from qgzoo.components.losses import ForcingMSESpec, StateMSESpec, WassersteinSpec, WeightedSpec
-from qgzoo.components.networks import CNNSpec, MLPSpec, NoneSpec, SymbolicSpec
+from qgzoo.components.losses import (
+    CRPSSpec, EnergyScoreSpec, ForcingMSESpec, StateMSESpec, WassersteinSpec, WeightedSpec)
+from qgzoo.components.networks import CNNSpec, MLPSpec, NoneSpec, StochasticSpec, SymbolicSpec
 from qgzoo.components.steppers import AB3Spec, EulerSpec
 from qgzoo.core.hookspecs import hookimpl
 
@@ -13,6 +14,7 @@ from qgzoo.core.hookspecs import hookimpl
 @hookimpl
 def register_components(register):
     for spec_class in (Operator1Spec, Operator2Spec, CNNSpec, MLPSpec, NoneSpec, SymbolicSpec,
-                       StateMSESpec, ForcingMSESpec, WassersteinSpec, WeightedSpec,
+                       StochasticSpec, StateMSESpec, ForcingMSESpec, WassersteinSpec,
+                       WeightedSpec, EnergyScoreSpec, CRPSSpec,
                        AB3Spec, EulerSpec):
         register(spec_class)

@@ -113,6 +113,11 @@ class LossSpec(ComponentSpec):
         """Whether the loss has a ``forcing_term`` (offline training)."""
         return False
 
+    def pools_window(self) -> bool:
+        """Whether the loss has a ``window_term``, on a window's states pooled (the
+        rollout then keeps them)."""
+        return False
+
 
 class StepperSpec(ComponentSpec):
     """Spec of a time stepper with ``dt`` in seconds."""

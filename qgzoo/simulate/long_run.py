@@ -9,7 +9,9 @@ progress can be shown and nothing of the trajectory is stored but the sums and
 the snapshots.
 
 A run blows up when its q stops being finite (checked after every step): from
-then on its state is frozen, and its averages and later snapshots are NaN.
+then on its state is frozen, and its averages and later snapshots are NaN. A
+stochastic closure's run i draws its noise from ``noise_keys`` (seed 0 and i), and
+its budget terms take the forcing with the noise it holds at each averaged state.
 """
 
 from __future__ import annotations
@@ -30,7 +32,7 @@ from qgzoo.physics import budget
 from qgzoo.physics.qg import kinetic_energy
 from qgzoo.simulate.loop import StepLoop
 from qgzoo.simulate.online import checked_step, initial_carry
-from qgzoo.simulate.rollout import parameterized_model
+from qgzoo.simulate.rollout import noise_keys, parameterized_model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,8 +116,8 @@ def run_long(lores_model, parameterization, stepper, q0, *, n_steps: int, averag
         lores, closure, stepper_ = eqx.combine(arrays, static)
         return lores, closure, parameterized_model(lores, closure, stepper_)
 
-    def spectra(lores, closure, q):
-        forcing = None if closure is None else closure.q_forcing_at(lores, q)
+    def spectra(lores, closure, q, aux=None):
+        forcing = None if closure is None else closure.q_forcing_at(lores, q, aux)
         return budget.budget_spectra(lores, q, forcing)
 
     def step(arrays, carry, number):
@@ -126,7 +128,9 @@ def run_long(lores_model, parameterization, stepper, q0, *, n_steps: int, averag
     def accumulate(arrays, carry, sums):
         lores, closure, _ = build(arrays)
         closure = closure if with_forcing else None
-        spectra_now = jax.vmap(lambda q: spectra(lores, closure, q))(carry[0].state.model_state.q)
+        inner = carry[0].state  # the closure's forcing with the noise it holds now, if any
+        spectra_now = jax.vmap(lambda q, aux: spectra(lores, closure, q, aux))(
+            inner.model_state.q, inner.param_aux.value)
         return jax.tree.map(jnp.add, sums, spectra_now)
 
 
@@ -136,7 +140,9 @@ def run_long(lores_model, parameterization, stepper, q0, *, n_steps: int, averag
         q = carry[0].state.model_state.q
         return jax.vmap(lambda x: kinetic_energy(lores, x))(q), q
 
-    carry = jax.jit(lambda arrays, q0: initial_carry(build(arrays)[2], q0))(arrays, q0)
+    keys = noise_keys(n_runs)[runs.start:runs.stop]
+    carry = jax.jit(lambda arrays, q0, keys: initial_carry(build(arrays)[2], q0, keys))(
+        arrays, q0, keys)
     sums = jax.tree.map(lambda x: jnp.zeros((q0.shape[0], *x.shape), x.dtype),
                         jax.eval_shape(lambda q: spectra(build(arrays)[0], None, q), q0[0]))
     carry, sums = devices.put_runs((carry, sums), mesh)

@@ -11,7 +11,8 @@ kinetic energy exceeds ``max_ke_ratio`` times its initial value (checked at the
 end of every snapshot interval, where the energy is computed anyway). From then
 on its state is frozen at the last state that passed the checks, and everything
 it reports afterwards is NaN: a blown-up run never raises and never feeds NaNs
-into the others.
+into the others. A stochastic closure's run i draws its noise from ``noise_keys``
+(seed 0 and i), so a comparison is reproducible.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ import numpy as np
 from qgzoo.core import devices
 from qgzoo.physics.qg import kinetic_energy
 from qgzoo.simulate.loop import StepLoop
-from qgzoo.simulate.rollout import initial_state, parameterized_model
+from qgzoo.simulate.rollout import initial_state, noise_keys, parameterized_model
 
 #: Default blow-up threshold: kinetic energy this many times its initial value.
 MAX_KE_RATIO = 1e3
@@ -78,11 +79,13 @@ def checked_step(model, carry, step_number):
     return jax.tree.map(lambda old, fresh: jnp.where(frozen, old, fresh), state, new), blowup
 
 
-def initial_carry(model, q0):
+def initial_carry(model, q0, keys=None):
     """``(states, blowup steps)`` of runs from q0 (runs, nz, ny, nx), as ``checked_step``
-    takes them: a run whose q0 is not finite has blown up at step 0."""
+    takes them: a run whose q0 is not finite has blown up at step 0. ``keys`` (runs, 2)
+    seed a stochastic closure's noise (default ``noise_keys(runs)``)."""
     blowup = jnp.where(jnp.all(jnp.isfinite(q0), axis=(1, 2, 3)), -1, 0).astype(jnp.int32)
-    return jax.vmap(lambda q: initial_state(model, q))(q0), blowup
+    keys = noise_keys(q0.shape[0]) if keys is None else keys
+    return jax.vmap(lambda q, key: initial_state(model, q, key))(q0, keys), blowup
 
 
 def run_online(lores_model, parameterization, stepper, q0, *, n_steps: int,
@@ -114,7 +117,7 @@ def run_online(lores_model, parameterization, stepper, q0, *, n_steps: int,
         raise ValueError(f"q0 must be (runs, nz, ny, nx), got shape {q0.shape}")
     n_runs = q0.shape[0]
     runs = devices.process_runs(n_runs)
-    q0 = q0[runs.start:runs.stop]
+    q0, keys = q0[runs.start:runs.stop], noise_keys(n_runs)[runs.start:runs.stop]
     mesh = devices.runs_mesh(len(runs))
     arrays, static = eqx.partition((lores_model, parameterization, stepper), eqx.is_array)
 
@@ -126,11 +129,11 @@ def run_online(lores_model, parameterization, stepper, q0, *, n_steps: int,
         return jax.vmap(lambda c: checked_step(build(arrays)[1], c, number))(carry)
 
     @jax.jit
-    def start(arrays, q0):
+    def start(arrays, q0, keys):
         lores, model = build(arrays)
         ke0 = jnp.sum(jax.vmap(lambda q: kinetic_energy(lores, q))(q0), axis=-1)
         limit = jnp.full_like(ke0, jnp.inf) if max_ke_ratio is None else max_ke_ratio * ke0
-        return initial_carry(model, q0), limit
+        return initial_carry(model, q0, keys), limit
 
     def end_of_interval(arrays, carry, end, limit):
         state, blowup = carry
@@ -143,7 +146,7 @@ def run_online(lores_model, parameterization, stepper, q0, *, n_steps: int,
             jnp.where(alive[..., None, None], q, jnp.nan)
 
     begin = time.perf_counter()
-    carry, limit = devices.put_runs(start(arrays, q0), mesh)
+    carry, limit = devices.put_runs(start(arrays, q0, keys), mesh)
     loop = StepLoop(step, arrays, carry, mesh=mesh)
     end_of_interval = jax.jit(end_of_interval).lower(arrays, carry, jnp.int32(0), limit).compile()
     compile_seconds = time.perf_counter() - begin

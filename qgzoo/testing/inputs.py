@@ -79,7 +79,8 @@ def small_setup(config: str, hires_nx: int, lores_nx: int, precision: str):
     return hires, lores, realistic_stats(lores.nz, real_dtype(lores))
 
 
-def run_steps(model, q, steps: int):
-    """The stepper state of ``model`` after ``steps`` steps from q (nz, ny, nx)."""
-    state = initial_state(model, q)
+def run_steps(model, q, steps: int, key=None):
+    """The stepper state of ``model`` after ``steps`` steps from q (nz, ny, nx); ``key``
+    (a raw PRNG key) seeds a stochastic closure's noise."""
+    state = initial_state(model, q, key)
     return jax.lax.fori_loop(0, steps, lambda _, s: model.step_model(s), state)

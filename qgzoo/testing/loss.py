@@ -23,7 +23,8 @@ def check_loss(spec, *, registered: bool = True, hires_nx: int = 32, lores_nx: i
     (or, with ``identical_is_zero=False``, below its value for different ones),
     positive and O(1) for independent realistic fields (``normalised``), with
     finite gradients, under jit and vmap; a term it does not need is zero; a
-    rollout loss runs in ``qgzoo.simulate.rollout.rollout_loss``."""
+    rollout loss runs in ``qgzoo.simulate.rollout.rollout_loss``, alone and as an
+    ensemble, whose ``ensemble_term`` of one member is that member's ``state_term``."""
     check_spec(spec, registered=registered)
     with checking(spec, "needs_rollout or needs_forcing"):
         needs = {"state_term": bool(spec.needs_rollout()),
@@ -39,7 +40,12 @@ def check_loss(spec, *, registered: bool = True, hires_nx: int = 32, lores_nx: i
                     f"build returned a {type(loss).__name__}, not a qgzoo.AbstractLoss")
         for term, needed in needs.items():
             amplitude = Q_AMPLITUDE if term == "state_term" else stats.std[target]
-            _check_loss_term(spec, getattr(loss, term), term, needed, lores, amplitude, at,
+            function = getattr(loss, term)
+            if term == "state_term" and spec.pools_window():
+                # checked as the loss of a window of one state
+                function = lambda p, r, loss=loss: (  # noqa: E731
+                    loss.state_term(p, r) + loss.window_term(p[None], r[None]))
+            _check_loss_term(spec, function, term, needed, lores, amplitude, at,
                              identical_is_zero, normalised)
         if needs["state_term"]:
             _check_rollout_loss(spec, loss, lores, at)
@@ -93,6 +99,19 @@ def _check_rollout_loss(spec, loss, lores, at):
 
         def total(q_ref):
             return rollout_loss(model, q_ref, steps_per_sample=1, chunk=2,
-                                state_term=loss.state_term)
+                                state_term=loss.state_term,
+                                window_term=loss.window_term if spec.pools_window() else None)
 
         assert_field(jax.jit(total)(q_ref), (), q_ref.dtype, "the rollout loss")
+    with checking(spec, "ensemble_term (training.members)" + at):
+        members = random_batch(lores, jax.random.key(11), 3)
+        one = loss.ensemble_term(members[:1], q_ref[1])
+        alone = loss.state_term(members[0], q_ref[1])
+        assert_close(one, alone, rtol_of(q_ref.dtype) * 10,
+                     "ensemble_term of a one-member ensemble vs state_term of that member")
+        assert_field(loss.ensemble_term(members, q_ref[1]), (), q_ref.dtype,
+                     "ensemble_term of 3 members")
+        ensemble = jax.jit(lambda q_ref: rollout_loss(
+            model, q_ref, steps_per_sample=1, chunk=2, state_term=loss.ensemble_term,
+            keys=jax.random.split(jax.random.PRNGKey(0), 2)))(q_ref)
+        assert_field(ensemble, (), q_ref.dtype, "the rollout loss of a 2-member ensemble")

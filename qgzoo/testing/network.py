@@ -8,12 +8,12 @@ import logging
 import equinox as eqx
 import jax
 import jax.numpy as jnp
-from pyqg_jax.parameterizations import ParameterizedModel
-from pyqg_jax.steppers import AB3Stepper, SteppedModel
+from pyqg_jax.steppers import AB3Stepper
 
 from qgzoo.components.networks import AbstractParameterization, trainable
 from qgzoo.core.fields import FieldStats
 from qgzoo.physics import qg
+from qgzoo.simulate.rollout import initial_state, parameterized_model
 from qgzoo.testing.assertions import (
     assert_close, assert_field, assert_finite_tree, checking, describe, require)
 from qgzoo.testing.inputs import (
@@ -30,7 +30,9 @@ def check_network(spec, *, registered: bool = True, hires_nx: int = 32, lores_nx
     AbstractParameterization whose ``q_forcing`` has the model's shape and dtype
     in both precisions, steps in a pyqg-jax ParameterizedModel, works under jit
     and vmap, is differentiable, and can be restored from weights built on
-    placeholder stats (as ``qgzoo.load`` does).
+    placeholder stats (as ``qgzoo.load`` does). A stochastic network (``init_aux`` not
+    None) keeps its noise state's shapes through a step, and its runs are the same from
+    the same key and differ from another.
 
     ``trainable_arrays``: None accepts a network with or without trainable
     arrays (a closure may have none); True or False requires one or the other.
@@ -81,9 +83,10 @@ def _check_network(spec, hires, lores, stats, precision, target, trainable_array
             assert_close(batched[i], forcings[i], 1e-4,
                          f"q_forcing of sample {i} under jit(vmap) vs eagerly")
     with checking(spec, "steps in a pyqg-jax ParameterizedModel" + at):
-        model = SteppedModel(ParameterizedModel(lores, param_func=network), AB3Stepper(dt=3600.0))
+        model = parameterized_model(lores, network, AB3Stepper(dt=3600.0))
         q_end = _run_batch_jit(model, batch, 3).state.model_state.q
         assert_field(q_end, batch.shape, dtype, "q after 3 steps (a vmapped batch)")
+    _check_noise(spec, network, model, batch[0], at)
     with checking(spec, "differentiable" + at):
         params, static = eqx.partition(network, trainable(network))
         weights = jax.random.normal(jax.random.key(4), shape, dtype)
@@ -106,6 +109,30 @@ def _check_network(spec, hires, lores, stats, precision, target, trainable_array
             assert_finite_tree(grads_params, "the gradient with respect to the trainable arrays")
             require(any(bool(jnp.any(g != 0)) for g in leaves),
                     "the gradient with respect to the trainable arrays is zero")
+
+
+_run_jit = eqx.filter_jit(run_steps)
+
+
+def _check_noise(spec, network, model, q, at):
+    """A stochastic closure (``init_aux`` not None): its state keeps its structure through
+    a step, and its runs depend on the key they start from, and on nothing else."""
+    start = initial_state(model, q, jax.random.PRNGKey(1))
+    if start.state.param_aux.value is None:
+        return
+    with checking(spec, "its noise state keeps its shapes through a step" + at):
+        after = jax.eval_shape(model.step_model, start)
+        require(jax.tree.structure(after) == jax.tree.structure(start) and all(
+            (a.shape, a.dtype) == (b.shape, b.dtype)
+            for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(start))),
+            "step_forcing returned an aux of another structure, shape or dtype than "
+            "init_aux (a scan over steps needs them equal)")
+    with checking(spec, "its runs are reproducible from their key" + at):
+        first, again, other = (_run_jit(model, q, 3, jax.random.PRNGKey(k)).state.model_state.q
+                               for k in (1, 1, 2))
+        assert_close(again, first, 0.0, "q after 3 steps, run twice from the same key")
+        require(bool(jnp.any(first != other)),
+                "runs from two keys are equal: the noise does not depend on the key")
 
 
 def _check_network_restore(spec, hires, lores, stats, target):

@@ -20,6 +20,12 @@ class EKISpec(FrozenSpec):
     """Ensemble Kalman inversion against the training data's climate (``training.method =
     "eki"``; ``qgzoo.training.calibration`` says what is run and compared)."""
 
+    unscored_samples: int = Field(0, ge=0, description="pushforward: the first P samples of "
+                                                       "a window are run without gradient "
+                                                       "and not scored (P < rollout_steps)")
+    start_noise: float = Field(0.0, ge=0, description="noise injection: Gaussian noise added "
+                                                      "to each window's first state, std / "
+                                                      "the layer's rms of q (dimensionless)")
     members: int = Field(16, ge=2, description="ensemble size J")
     run_days: float = Field(730.0, gt=0, description="length of each member's run from a "
                                                      "coarsened training state, days")
@@ -58,6 +64,16 @@ class TrainingSpec(FrozenSpec):
     truncate_every: int = Field(0, ge=0, description="truncated backpropagation: gradients "
                                                      "stop at every K-th sample of a window "
                                                      "(0: through the whole window)")
+    unscored_samples: int = Field(0, ge=0, description="pushforward: the first P samples of "
+                                                       "a window are run without gradient "
+                                                       "and not scored (P < rollout_steps)")
+    start_noise: float = Field(0.0, ge=0, description="noise injection: Gaussian noise added "
+                                                      "to each window's first state, std / "
+                                                      "the layer's rms of q (dimensionless)")
+    members: int = Field(1, ge=1, description="rollouts per window, from its first sample, "
+                                              "each with its own noise (a stochastic "
+                                              "closure's), scored together by the loss "
+                                              "(energy_score, crps; others: their mean)")
     checkpoint_every: int = Field(0, ge=0, description="updates between checkpoints (0: none)")
     eval_every: int = Field(
         0, ge=0, description="updates between validation losses (0: none); needs validation runs")
@@ -91,6 +107,14 @@ class TrainingSpec(FrozenSpec):
         if self.method in ("least_squares", "eki") and self.rollout_steps:
             raise ValueError(f"method {self.method} does not train on rollout windows: set "
                              "rollout_steps to 0")
+        if self.unscored_samples and self.unscored_samples >= (
+                self.curriculum_start or self.rollout_steps):
+            raise ValueError(f"unscored_samples ({self.unscored_samples}) must be below the "
+                             f"shortest rollout ({self.curriculum_start or self.rollout_steps} "
+                             "samples)")
+        if self.members > 1 and not self.rollout_steps:
+            raise ValueError(f"members ({self.members}): an ensemble of rollouts needs "
+                             "rollout_steps of at least 1")
         if self.curriculum_start is not None and self.curriculum_start > self.rollout_steps:
             raise ValueError(f"curriculum_start ({self.curriculum_start}) must not exceed "
                              f"rollout_steps ({self.rollout_steps})")

@@ -18,10 +18,11 @@ import pathlib
 import re
 from typing import Any
 
+import equinox as eqx
 import jax
 from pydantic import ValidationError
 
-from qgzoo.components.networks import AbstractParameterization, Scale
+from qgzoo.components.networks import AbstractParameterization, Scale, StochasticSpec
 from qgzoo.core import files
 from qgzoo.core.errors import UserError
 from qgzoo.core.fields import FieldStats
@@ -229,15 +230,22 @@ def entry_folder(name: str) -> pathlib.Path | None:
     return folder if holds_experiment(folder) else None
 
 
-def initial_weights(experiment: Experiment) -> AbstractParameterization:
-    """The trained parameterization ``training.init_from`` names (a zoo entry or a folder)."""
+def initial_weights(experiment: Experiment, stats: FieldStats, *,
+                    key: jax.Array) -> AbstractParameterization:
+    """The trained parameterization ``training.init_from`` names (a zoo entry or a folder);
+    for a ``stochastic`` network whose ``mean`` is that entry's network, the entry's
+    closure as its mean, with the noise built from ``stats`` and ``key``."""
     name = experiment.training.init_from
     folder = find(name)
     if not (folder / WEIGHTS).exists():
         raise UserError(f"training.init_from: {name!r} is neither a zoo entry nor a "
                         f"folder with a trained parameterization")
     start = load(folder)
-    if start.experiment.network != experiment.network:
-        raise UserError(f"training.init_from: {name!r} has network {start.experiment.network}, "
-                        f"this experiment {experiment.network}")
-    return start.parameterization
+    network = experiment.network
+    if start.experiment.network == network:
+        return start.parameterization
+    if isinstance(network, StochasticSpec) and start.experiment.network == network.mean:
+        fresh = network.build(stats, key=key, target=experiment.training.forcing_target)
+        return eqx.tree_at(lambda closure: closure.mean, fresh, start.parameterization)
+    raise UserError(f"training.init_from: {name!r} has network {start.experiment.network}, "
+                    f"this experiment {network}")

@@ -59,11 +59,11 @@ class Setup:
         if set, else from weights drawn with ``training.seed``."""
         target = experiment.training.forcing_target
         lores = experiment.reference.lores_model()
+        key = jax.random.key(experiment.training.seed)
         if experiment.training.init_from is None:
-            key = jax.random.key(experiment.training.seed)
             parameterization = experiment.network.build(stats, key=key, target=target)
         else:
-            parameterization = initial_weights(experiment)
+            parameterization = initial_weights(experiment, stats, key=key)
         return cls(
             experiment=experiment,
             stats=stats,
@@ -83,26 +83,44 @@ class Setup:
         return jax.vmap(lambda q1: parameterization.q_forcing_at(self.lores, q1))(flat).reshape(
             q.shape)
 
-    def window_loss(self, parameterization, q_window, forcing_window):
-        """Loss of one window of T + 1 samples (T = 0: a single sample)."""
+    def perturbed(self, q_window, key):
+        """The window with Gaussian noise of std ``training.start_noise`` times each
+        layer's rms of q added to its first state (noise injection)."""
+        noise = self.experiment.training.start_noise
+        if not noise:
+            return q_window
+        std = self.stats.std["q"].astype(q_window.dtype)[:, None, None]
+        return q_window.at[0].add(
+            noise * std * jax.random.normal(key, q_window.shape[1:], q_window.dtype))
+
+    def window_loss(self, parameterization, q_window, forcing_window, key):
+        """Loss of one window of T + 1 samples (T = 0: a single sample); ``key`` (a raw
+        PRNG key) seeds its rollouts' noise, one member's or ``training.members``'."""
         spec, training = self.experiment.loss, self.experiment.training
         total = jnp.zeros((), q_window.dtype)
         if spec.needs_rollout():
+            ensemble = training.members > 1
+            noise_key, key = jax.random.split(key)
             total += rollout_loss(
-                self.model(parameterization), q_window,
+                self.model(parameterization), self.perturbed(q_window, noise_key),
                 steps_per_sample=self.experiment.steps_per_sample,
-                chunk=training.checkpoint_chunk, state_term=self.loss.state_term,
-                time_decay=training.time_decay, truncate_every=training.truncate_every)
+                chunk=training.checkpoint_chunk,
+                state_term=self.loss.ensemble_term if ensemble else self.loss.state_term,
+                time_decay=training.time_decay, truncate_every=training.truncate_every,
+                unscored=training.unscored_samples,
+                keys=jax.random.split(key, training.members) if ensemble else key,
+                window_term=self.loss.window_term if spec.pools_window() else None)
         if spec.needs_forcing():
             predicted = self.predict_forcing(parameterization, q_window)
             total += jnp.mean(jax.vmap(self.loss.forcing_term)(predicted, forcing_window))
         return total
 
-    def batch_loss(self, params, static, q_batch, forcing_batch):
-        """Mean window loss of a batch; ``forcing_batch`` is None when the loss needs no forcing."""
+    def batch_loss(self, params, static, q_batch, forcing_batch, keys):
+        """Mean window loss of a batch; ``forcing_batch`` is None when the loss needs no
+        forcing; ``keys`` (batch, 2) are the windows' raw PRNG keys."""
         parameterization = eqx.combine(params, static)
-        losses = jax.vmap(lambda q, f: self.window_loss(parameterization, q, f))(
-            q_batch, forcing_batch)
+        losses = jax.vmap(lambda q, f, k: self.window_loss(parameterization, q, f, k))(
+            q_batch, forcing_batch, keys)
         return jnp.mean(losses)
 
 
@@ -152,6 +170,11 @@ def draw_windows(data: ReferenceData, n_windows: int, length: int,
     return rng.integers(n_runs, size=n_windows), rng.integers(n_samples - length + 1, size=n_windows)
 
 
+def draw_keys(n_windows: int, rng) -> np.ndarray:
+    """(n_windows, 2) raw PRNG keys (uint32) of the windows' noise."""
+    return rng.integers(0, 2**32, size=(n_windows, 2), dtype=np.uint32)
+
+
 def read_batch(data: ReferenceData, runs, starts, length: int, dtype,
                forcing: str | None) -> tuple[jax.Array, jax.Array | None]:
     """(q, forcing) windows as arrays; ``forcing`` names the target field, None for none."""
@@ -162,36 +185,36 @@ def read_batch(data: ReferenceData, runs, starts, length: int, dtype,
 
 
 def batch_value_and_grad(setup: Setup, mesh):
-    """``(params, static, q, forcing) -> (loss, grads)`` of the batch loss; with a ``mesh``,
-    each device takes its share of the windows and the losses and gradients are averaged
-    across the devices (of every process)."""
+    """``(params, static, q, forcing, keys) -> (loss, grads)`` of the batch loss; with a
+    ``mesh``, each device takes its share of the windows and the losses and gradients are
+    averaged across the devices (of every process)."""
     value_and_grad = jax.value_and_grad(setup.batch_loss)
     if mesh is None:
         return value_and_grad
     split, whole = jax.sharding.PartitionSpec(devices.AXIS), jax.sharding.PartitionSpec()
 
-    def on_device(arrays, q_batch, forcing_batch, rest):
-        loss, grads = value_and_grad(*eqx.combine(arrays, rest), q_batch, forcing_batch)
+    def on_device(arrays, q_batch, forcing_batch, keys, rest):
+        loss, grads = value_and_grad(*eqx.combine(arrays, rest), q_batch, forcing_batch, keys)
         return jax.lax.pmean((loss, grads), devices.AXIS)
 
-    def shared(params, static, q_batch, forcing_batch):
+    def shared(params, static, q_batch, forcing_batch, keys):
         arrays, rest = eqx.partition((params, static), eqx.is_array)
-        return jax.shard_map(lambda a, q, f: on_device(a, q, f, rest), mesh=mesh,
-                             in_specs=(whole, split, split), out_specs=whole,
-                             check_vma=False)(arrays, q_batch, forcing_batch)
+        return jax.shard_map(lambda a, q, f, k: on_device(a, q, f, k, rest), mesh=mesh,
+                             in_specs=(whole, split, split, split), out_specs=whole,
+                             check_vma=False)(arrays, q_batch, forcing_batch, keys)
     return shared
 
 
 def make_update(setup: Setup, optimizer: optax.GradientTransformation, mesh=None):
-    """One jitted optimizer update: ``(params, static, opt_state, q, forcing)`` ->
+    """One jitted optimizer update: ``(params, static, opt_state, q, forcing, keys)`` ->
     ``(params, opt_state, loss, finite)``; an update with a non-finite loss, gradient or
     result (an overflow of the weights) changes nothing. With a ``mesh`` (``devices.
     batch_mesh``), the batch is split over its devices (``batch_value_and_grad``)."""
     value_and_grad = batch_value_and_grad(setup, mesh)
 
     @eqx.filter_jit
-    def update(params, static, opt_state, q_batch, forcing_batch):
-        loss, grads = value_and_grad(params, static, q_batch, forcing_batch)
+    def update(params, static, opt_state, q_batch, forcing_batch, keys):
+        loss, grads = value_and_grad(params, static, q_batch, forcing_batch, keys)
         updates, new_opt_state = optimizer.update(grads, opt_state, params)
         new_params = optax.apply_updates(params, updates)
         finite = jnp.isfinite(loss) & jnp.all(jnp.stack(
@@ -233,8 +256,10 @@ def validation_batch(data: ReferenceData, n_windows: int, length: int, seed: int
     validation = data.split("validation")
     if not validation.n_runs:
         raise UserError("training.eval_every needs data with validation runs")
-    windows = draw_windows(validation, n_windows, length, np.random.default_rng([seed]))
-    return read_batch(validation, *windows, length, dtype, forcing)
+    rng = np.random.default_rng([seed])
+    windows = draw_windows(validation, n_windows, length, rng)
+    return (*read_batch(validation, *windows, length, dtype, forcing),
+            jnp.asarray(draw_keys(n_windows, rng)))
 
 
 def train(experiment: Experiment | dict, out: str | pathlib.Path | None = None, *,
@@ -430,12 +455,16 @@ class _Loop:
         length = self.cfg.rollout_steps_at(step) + 1
         rng = np.random.default_rng([self.cfg.seed, step])
         runs, starts = draw_windows(self.data, self.cfg.batch_size, length, rng)
+        keys = draw_keys(self.cfg.batch_size, rng)
         # Every process draws the whole batch and reads its own windows of it.
         rows = devices.local_rows(self.mesh, self.cfg.batch_size)
-        q, forcing = (devices.global_batch(self.mesh, x, self.cfg.batch_size) for x in read_batch(
-            self.data, runs[rows], starts[rows], length, self.dtype, self.forcing))
+        q, forcing, keys = (
+            devices.global_batch(self.mesh, x, self.cfg.batch_size) for x in (*read_batch(
+                self.data, runs[rows], starts[rows], length, self.dtype, self.forcing),
+                jnp.asarray(keys[rows])))
         t0 = time.perf_counter()
-        params, opt_state, loss, finite = self.update(params, static, opt_state, q, forcing)
+        params, opt_state, loss, finite = self.update(params, static, opt_state, q, forcing,
+                                                      keys)
         loss, finite = float(loss), bool(finite)
         self.skipped += not finite
         # A non-finite loss is logged as null: log.jsonl stays strict JSON.

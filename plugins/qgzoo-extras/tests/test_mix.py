@@ -76,8 +76,8 @@ def held_loss(exp, data):
 
     @eqx.filter_jit
     def evaluate(parameterization):
-        return jnp.mean(jax.vmap(lambda a, b: setup.window_loss(parameterization, a, b))(
-            q, forcing))
+        return jnp.mean(jax.vmap(lambda a, b: setup.window_loss(
+            parameterization, a, b, jax.random.PRNGKey(0)))(q, forcing))
 
     return lambda parameterization: float(evaluate(parameterization)), setup.parameterization
 

@@ -36,7 +36,8 @@ def fixed_window_loss(exp, data, parameterization, n_windows=32):
                               for r, s in zip(runs, starts)]))
     unused_forcing = jnp.zeros_like(q)  # state_mse does not look at forcings
     return float(eqx.filter_jit(setup.batch_loss)(
-        *eqx.partition(parameterization, eqx.is_array), q, unused_forcing))
+        *eqx.partition(parameterization, eqx.is_array), q, unused_forcing,
+        jnp.zeros((n_windows, 2), jnp.uint32)))
 
 
 def test_online_calibration_moves_the_constants_and_lowers_the_loss(small_data):

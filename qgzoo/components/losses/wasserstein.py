@@ -11,6 +11,11 @@ sorted samples, which is differentiable almost everywhere. The state's terms are
 averaged over layers and quantities; the rollout sums them over its window like
 every state term, so a trajectory that leaves the phase of the reference but
 keeps its statistics is not penalised, where ``state_mse`` rewards damping.
+
+With ``pool = "window"`` the samples are the values over the grid and over every
+scored state of the window (and every member of an ensemble), against the
+reference's states of the same window: the distance of the window's climate, blind
+to the order of the states in time as well as to their phase in space.
 """
 
 from __future__ import annotations
@@ -47,9 +52,14 @@ def flow_quantities(model: QGModel, q: jax.Array, names) -> jax.Array:
 
 @eqx.filter_jit
 def _scaled_distance(model: QGModel, names: tuple[str, ...], q_pred, q_ref) -> jax.Array:
+    """The loss of states q_pred against q_ref, each (K, nz, ny, nx): the W1 of the values
+    of all K states, per quantity and layer, / the reference's std, averaged."""
     # Compiled (inlined under an outer jit), so that eager calls do not dispatch each
     # operation of the inversions on their own.
-    pred, ref = flow_quantities(model, q_pred, names), flow_quantities(model, q_ref, names)
+    def pooled(q):
+        values = jax.vmap(lambda x: flow_quantities(model, x, names))(q)
+        return jnp.moveaxis(values, 0, -2).reshape(*values.shape[1:3], -1)
+    pred, ref = pooled(q_pred), pooled(q_ref)
     spread = jnp.std(ref, axis=-1)
     return jnp.mean(sorted_wasserstein(pred, ref) / jnp.where(spread > 0, spread, 1.0))
 
@@ -57,8 +67,16 @@ def _scaled_distance(model: QGModel, names: tuple[str, ...], q_pred, q_ref) -> j
 class Wasserstein(AbstractLoss):
     model: QGModel
     quantities: tuple[str, ...] = eqx.field(static=True)
+    pool: str = eqx.field(static=True, default="state")
 
     def state_term(self, q_pred, q_ref):
+        if self.pool == "window":
+            return jnp.zeros((), q_pred.dtype)
+        return _scaled_distance(self.model, self.quantities, q_pred[None], q_ref[None])
+
+    def window_term(self, q_pred, q_ref):
+        if self.pool == "state":
+            return jnp.zeros((), q_pred.dtype)
         return _scaled_distance(self.model, self.quantities, q_pred, q_ref)
 
     def forcing_term(self, f_pred, f_ref):
@@ -74,6 +92,9 @@ class WassersteinSpec(LossSpec):
         ("q", "KE", "enstrophy"), min_length=1,
         description="quantities whose distributions are compared: q, u, v (with the "
                     "background flow), KE = u^2 + v^2, enstrophy = zeta^2")
+    pool: Literal["state", "window"] = Field(
+        "state", description="state: each rollout state against its reference state; "
+                             "window: the values of all the window's scored states pooled")
 
     @field_validator("quantities")
     @classmethod
@@ -85,5 +106,8 @@ class WassersteinSpec(LossSpec):
     def needs_rollout(self):
         return True
 
+    def pools_window(self):
+        return self.pool == "window"
+
     def build(self, stats: FieldStats, lores, target: str = "q_forcing_total") -> Wasserstein:
-        return Wasserstein(lores, tuple(self.quantities))
+        return Wasserstein(lores, tuple(self.quantities), self.pool)

@@ -19,6 +19,14 @@ class Weighted(AbstractLoss):
     def state_term(self, q_pred, q_ref):
         return sum(w * loss.state_term(q_pred, q_ref) for w, loss in zip(self.weights, self.losses))
 
+    def window_term(self, q_pred, q_ref):
+        return sum(w * loss.window_term(q_pred, q_ref)
+                   for w, loss in zip(self.weights, self.losses))
+
+    def ensemble_term(self, q_members, q_ref):
+        return sum(w * loss.ensemble_term(q_members, q_ref)
+                   for w, loss in zip(self.weights, self.losses))
+
     def forcing_term(self, f_pred, f_ref):
         return sum(w * loss.forcing_term(f_pred, f_ref)
                    for w, loss in zip(self.weights, self.losses))
@@ -40,6 +48,9 @@ class WeightedSpec(LossSpec):
 
     def needs_forcing(self):
         return any(t.loss.needs_forcing() for t in self.terms)
+
+    def pools_window(self):
+        return any(t.loss.pools_window() for t in self.terms)
 
     def build(self, stats: FieldStats, lores, target: str = "q_forcing_total") -> Weighted:
         return Weighted(tuple(t.loss.build(stats, lores, target) for t in self.terms),

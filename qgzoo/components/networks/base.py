@@ -3,7 +3,9 @@
 A network here is anything that predicts the subgrid forcing: neural networks
 and physical closures alike. Each is an ``AbstractParameterization``, which is
 also a pyqg-jax parameterization function, so a trained network plugs into
-``pyqg_jax.parameterizations.ParameterizedModel(model, param_func=network)``.
+``pyqg_jax.parameterizations.ParameterizedModel(model, param_func=network)`` (a
+stochastic one with ``init_param_aux_func=network.init_aux`` as well, which every
+network accepts).
 """
 
 from __future__ import annotations
@@ -22,20 +24,39 @@ from qgzoo.physics import qg
 
 
 class AbstractParameterization(eqx.Module):
-    """A q-forcing S added to the low-resolution tendency: dq/dt = RHS + S."""
+    """A q-forcing S added to the low-resolution tendency: dq/dt = RHS + S.
+
+    A stochastic closure also carries a state of its own between steps (pyqg-jax's
+    ``param_aux``: a PRNG key and its noise), made from a key by ``init_aux`` and
+    advanced by ``step_forcing``; a deterministic one keeps ``None`` there.
+    ``q_forcing`` is the closure's deterministic part (its mean, for a stochastic one),
+    which offline training fits.
+    """
 
     @abc.abstractmethod
     def q_forcing(self, full_state, model) -> jax.Array:
         """Forcing (nz, ny, nx) in 1/s^2 from a pyqg-jax full state of ``model``."""
 
-    def q_forcing_at(self, model, q: jax.Array) -> jax.Array:
-        """Forcing (nz, ny, nx) in 1/s^2 at the real PV field q (nz, ny, nx) in 1/s."""
+    def init_aux(self, model_state, model, key: jax.Array):
+        """The closure's state at the start of a run, from a raw uint32 PRNG key (2,)
+        (``jax.random.PRNGKey``): None for a deterministic closure."""
+        return None
+
+    def step_forcing(self, full_state, aux, model):
+        """``(forcing, aux)``: the forcing applied at this step and the closure's next
+        state; a deterministic closure applies ``q_forcing``."""
+        return self.q_forcing(full_state, model), aux
+
+    def q_forcing_at(self, model, q: jax.Array, aux=None) -> jax.Array:
+        """Forcing (nz, ny, nx) in 1/s^2 at the real PV field q (nz, ny, nx) in 1/s; with
+        a stochastic closure's ``aux``, including the noise it holds."""
         return self.q_forcing(model.get_full_state(qg.state_from_q(model, q)), model)
 
     def __call__(self, state, param_aux, model):
         """pyqg-jax ``param_func``: updates of the parameterized model, and its aux state."""
         full = model.get_full_state(state)
-        forcing_h = jnp.fft.rfftn(self.q_forcing(full, model), axes=(-2, -1))
+        forcing, param_aux = self.step_forcing(full, param_aux, model)
+        forcing_h = jnp.fft.rfftn(forcing, axes=(-2, -1))
         return state.update(qh=full.dqhdt + forcing_h.astype(full.dqhdt.dtype)), param_aux
 
 
