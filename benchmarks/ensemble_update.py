@@ -16,16 +16,13 @@ import argparse
 import statistics
 import time
 
-import equinox as eqx
 import jax
 import jax.numpy as jnp
 import numpy as np
+from update_inputs import update_inputs
 
 import qgzoo
-from qgzoo.components.networks import trainable
-from qgzoo.core.fields import FIELDS, FieldStats
-from qgzoo.simulate.long_run import random_initial_q
-from qgzoo.training.trainer import Setup, make_update
+from qgzoo.training.trainer import make_update
 
 jax.config.update("jax_enable_x64", True)
 
@@ -41,17 +38,10 @@ def update_of(members: int, args):
         stepper={"kind": "ab3", "dt": 3600.0},
         training={"steps": 10, "batch_size": args.batch, "rollout_steps": args.rollout_steps,
                   "members": members})
-    lores = experiment.reference.lores_model()
-    # Windows of a low-resolution run from its own initial condition: the cost of an
-    # update does not depend on where the states come from.
-    q0 = random_initial_q(lores, jax.random.split(jax.random.key(0), args.batch))
-    windows = jnp.stack([q0 * (1 + 0.01 * t) for t in range(args.rollout_steps + 1)], axis=1)
-    stats = FieldStats({name: jnp.full(2, 1e-5 if name == "q" else 1e-11) for name in FIELDS})
-    setup = Setup.from_experiment(experiment, stats)
-    optimizer = experiment.optimizer.transformation(experiment.training.steps)
-    params, static = eqx.partition(setup.parameterization, trainable(setup.parameterization))
+    setup, optimizer, params, static, opt_state, windows = update_inputs(
+        experiment, args.batch, args.rollout_steps)
     keys = jnp.asarray(np.random.default_rng(0).integers(0, 2**32, (args.batch, 2), np.uint32))
-    return make_update(setup, optimizer), (params, static, optimizer.init(params), windows,
+    return make_update(setup, optimizer), (params, static, opt_state, windows,
                                            jnp.zeros_like(windows), keys)
 
 

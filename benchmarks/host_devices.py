@@ -63,32 +63,20 @@ def generation(args, out: str) -> dict:
 
 
 def training(args, out: str) -> dict:
-    import equinox as eqx
     import jax
-    import jax.numpy as jnp
 
     import qgzoo
-    from qgzoo.components.networks import trainable
     from qgzoo.core import devices
-    from qgzoo.core.fields import FIELDS, FieldStats
-    from qgzoo.simulate.long_run import random_initial_q
-    from qgzoo.training.trainer import Setup, make_update
+    from qgzoo.training.trainer import make_update
+    from update_inputs import update_inputs
 
     experiment = qgzoo.Experiment(
         reference={"config": "eddy", "hires_nx": 256, "lores_nx": 64},
         coarsener={"kind": "operator1"}, network={"kind": "cnn", "channels": [16, 16]},
         loss={"kind": "state_mse"}, stepper={"kind": "ab3", "dt": 3600.0},
         training={"steps": 10, "batch_size": args.batch, "rollout_steps": args.rollout_steps})
-    lores = experiment.reference.lores_model()
-    # Windows of a low-resolution run from its own initial condition: the cost of an
-    # update does not depend on where the states come from.
-    q0 = random_initial_q(lores, jax.random.split(jax.random.key(0), args.batch))
-    windows = jnp.stack([q0 * (1 + 0.01 * t) for t in range(args.rollout_steps + 1)], axis=1)
-    stats = FieldStats({name: jnp.full(2, 1e-5 if name == "q" else 1e-11) for name in FIELDS})
-    setup = Setup.from_experiment(experiment, stats)
-    optimizer = experiment.optimizer.transformation(experiment.training.steps)
-    params, static = eqx.partition(setup.parameterization, trainable(setup.parameterization))
-    opt_state = optimizer.init(params)
+    setup, optimizer, params, static, opt_state, windows = update_inputs(
+        experiment, args.batch, args.rollout_steps)
     mesh = devices.batch_mesh(args.batch)
     update = make_update(setup, optimizer, mesh)
     rows = devices.local_rows(mesh, args.batch)

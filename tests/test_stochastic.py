@@ -21,7 +21,7 @@ from qgzoo.components.losses.energy_score import ensemble_energy_score
 from qgzoo.components.networks import AbstractParameterization, StochasticSpec, trainable
 from qgzoo.physics import qg
 from qgzoo.simulate.online import run_online
-from qgzoo.simulate.rollout import parameterized_model, rollout_loss
+from qgzoo.simulate.rollout import initial_state, parameterized_model, rollout_loss
 
 jax.config.update("jax_enable_x64", True)
 
@@ -269,3 +269,14 @@ def test_a_stochastic_closure_starts_from_a_trained_network(small_data, small_re
     np.testing.assert_allclose(np.exp(kept.log_amplitude), 0.1, rtol=1e-12)
     with pytest.raises(qgzoo.UserError, match="init_from: .* has network"):
         qgzoo.train(wrapped({**cnn, "channels": [8]}), data=small_data, progress=False)
+
+
+def test_pyqg_jax_makes_a_stochastic_model_state_without_a_key(lores, stats):
+    """pyqg-jax's own ``create_initial_state(key)`` calls ``init_aux`` with no key: the
+    noise then starts from ``PRNGKey(0)``, as ``initial_state`` does by default."""
+    model = parameterized_model(lores, stochastic(stats), AB3Stepper(dt=3600.0))
+    state = model.create_initial_state(jax.random.key(0))
+    from_q = initial_state(model, state.state.model_state.q)
+    for made, default in zip(jax.tree.leaves(state.state.param_aux.value),
+                             jax.tree.leaves(from_q.state.param_aux.value)):
+        np.testing.assert_array_equal(made, default)

@@ -23,8 +23,8 @@ def check_loss(spec, *, registered: bool = True, hires_nx: int = 32, lores_nx: i
     (or, with ``identical_is_zero=False``, below its value for different ones),
     positive and O(1) for independent realistic fields (``normalised``), with
     finite gradients, under jit and vmap; a term it does not need is zero; a
-    rollout loss runs in ``qgzoo.simulate.rollout.rollout_loss``, alone and as an
-    ensemble, whose ``ensemble_term`` of one member is that member's ``state_term``."""
+    rollout loss runs in ``qgzoo.simulate.rollout.rollout_loss``, and its
+    ``ensemble_term`` of one member is that member's ``state_term``."""
     check_spec(spec, registered=registered)
     with checking(spec, "needs_rollout or needs_forcing"):
         needs = {"state_term": bool(spec.needs_rollout()),
@@ -111,7 +111,3 @@ def _check_rollout_loss(spec, loss, lores, at):
                      "ensemble_term of a one-member ensemble vs state_term of that member")
         assert_field(loss.ensemble_term(members, q_ref[1]), (), q_ref.dtype,
                      "ensemble_term of 3 members")
-        ensemble = jax.jit(lambda q_ref: rollout_loss(
-            model, q_ref, steps_per_sample=1, chunk=2, state_term=loss.ensemble_term,
-            keys=jax.random.split(jax.random.PRNGKey(0), 2)))(q_ref)
-        assert_field(ensemble, (), q_ref.dtype, "the rollout loss of a 2-member ensemble")

@@ -37,9 +37,10 @@ class AbstractParameterization(eqx.Module):
     def q_forcing(self, full_state, model) -> jax.Array:
         """Forcing (nz, ny, nx) in 1/s^2 from a pyqg-jax full state of ``model``."""
 
-    def init_aux(self, model_state, model, key: jax.Array):
+    def init_aux(self, model_state, model, key: jax.Array | None = None):
         """The closure's state at the start of a run, from a raw uint32 PRNG key (2,)
-        (``jax.random.PRNGKey``): None for a deterministic closure."""
+        (``jax.random.PRNGKey``; pyqg-jax's ``create_initial_state`` passes none, which
+        means ``PRNGKey(0)``): None for a deterministic closure."""
         return None
 
     def step_forcing(self, full_state, aux, model):

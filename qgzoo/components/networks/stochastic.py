@@ -56,7 +56,8 @@ class StochasticClosure(AbstractParameterization):
         amplitude = (jnp.exp(self.log_amplitude) * std).astype(eta.dtype)
         return amplitude[:, None, None] * eta
 
-    def init_aux(self, model_state, model, key):
+    def init_aux(self, model_state, model, key=None):
+        key = jax.random.PRNGKey(0) if key is None else key
         key, draw = jax.random.split(key)
         return key, centred_normal(draw, model_state.q)
 
