@@ -42,3 +42,8 @@ class AbstractLoss(eqx.Module):
     @abc.abstractmethod
     def forcing_term(self, f_pred: jax.Array, f_ref: jax.Array) -> jax.Array:
         """Score (a scalar in the forcing's dtype) of one predicted forcing (nz, ny, nx)."""
+
+
+def scaled_by_layer(q: jax.Array, std: jax.Array) -> jax.Array:
+    """q (..., nz, ny, nx) divided by each layer's ``std`` (nz,): dimensionless."""
+    return q / std.astype(q.dtype)[:, None, None]

@@ -17,7 +17,7 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-from qgzoo.components.losses.base import AbstractLoss
+from qgzoo.components.losses.base import AbstractLoss, scaled_by_layer
 from qgzoo.core.fields import FieldStats
 from qgzoo.core.spec import LossSpec
 
@@ -33,14 +33,12 @@ def ensemble_crps(members: jax.Array, reference: jax.Array) -> jax.Array:
 class CRPS(AbstractLoss):
     q_std: jax.Array  # (nz,) 1/s
 
-    def _scaled(self, q):
-        return q / self.q_std.astype(q.dtype)[:, None, None]
-
     def state_term(self, q_pred, q_ref):
-        return jnp.mean(jnp.abs(self._scaled(q_pred - q_ref)))
+        return jnp.mean(jnp.abs(scaled_by_layer(q_pred - q_ref, self.q_std)))
 
     def ensemble_term(self, q_members, q_ref):
-        return ensemble_crps(jax.vmap(self._scaled)(q_members), self._scaled(q_ref))
+        return ensemble_crps(scaled_by_layer(q_members, self.q_std),
+                             scaled_by_layer(q_ref, self.q_std))
 
     def forcing_term(self, f_pred, f_ref):
         return jnp.zeros((), f_pred.dtype)
